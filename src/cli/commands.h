@@ -1,0 +1,20 @@
+// The sub-commands of the tollgate binary. Each returns the process exit code.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+
+namespace tollgate::cli {
+
+int serve(const ConfigOverrides& overrides);
+int migrate(const ConfigOverrides& overrides);
+int fake_exa(const std::string& listen);
+
+struct ReportOptions {
+  std::string month;
+  std::string format = "table";  // table | csv | json
+};
+int report(const ConfigOverrides& overrides, const ReportOptions& options);
+
+}  // namespace tollgate::cli

@@ -1,0 +1,184 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "fake_exa/fake_exa.h"
+#include "http/admin_handler.h"
+#include "http/client.h"
+#include "http/metrics.h"
+#include "http/proxy_handler.h"
+#include "http/server.h"
+#include "ledger/operations.h"
+#include "storage/async.h"
+
+namespace tollgate::cli {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Resolves holds left by a crash (or a settlement that kept failing) once
+// their time-out has passed, by the configured policy.
+asio::awaitable<void> hold_recovery_loop(const Config& config, storage::Store& store, const Clock& clock,
+                                         Metrics& metrics, bool& stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto interval = std::chrono::milliseconds(std::clamp<int64_t>(config.hold_timeout_ms / 4, 100, 5000));
+  while (!stopping) {
+    std::vector<storage::AuditRow> resolved;
+    storage::Operation op = ledger::recover_expired_holds(config, clock.now(), 500, resolved);
+    Status s = co_await storage::async_run(store, std::move(op));
+    if (!s.ok()) {
+      metrics.add("tollgate_store_errors_total", "op=\"recover\"");
+      spdlog::error(R"({{"event":"hold_recovery_failed","error":"{}"}})", s.message());
+    }
+    for (const auto& row : resolved) {
+      metrics.add("tollgate_recovered_holds_total", fmt::format("policy=\"{}\"", row.cost_source));
+      metrics.add("tollgate_cost_microdollars_total", fmt::format("source=\"{}\"", row.cost_source), row.cost.value());
+      spdlog::warn(R"({{"event":"hold_recovered","request_id":"{}","cost_microdollars":{},"cost_source":"{}"}})",
+                   row.request_id, row.cost.value(), row.cost_source);
+    }
+    if (s.ok() && resolved.size() == 500) continue;  // more are waiting
+    timer.expires_after(interval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+}  // namespace
+
+int serve(const ConfigOverrides& overrides) {
+  auto config_r = load_config(overrides);
+  if (!config_r.ok()) {
+    spdlog::critical("{}", config_r.status().message());
+    return 2;
+  }
+  const Config config = std::move(config_r.value());
+  if (Status s = validate_config(config); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 2;
+  }
+  auto upstream_url = http::Url::parse(config.upstream_url);
+  if (!upstream_url.ok()) {
+    spdlog::critical("[upstream] url: {}", upstream_url.status().message());
+    return 2;
+  }
+  if (config.upstream_api_key.empty()) {
+    if (upstream_url->host == "api.exa.ai") {
+      spdlog::critical("EXA_API_KEY is not set: the upstream is Exa's own API, which needs the operator's key");
+      return 2;
+    }
+    spdlog::warn("EXA_API_KEY is not set; the upstream gets an empty x-api-key");
+  }
+  if (config.admin_token.empty()) {
+    spdlog::warn("TOLLGATE_ADMIN_TOKEN is not set: the admin API refuses every call (401)");
+  }
+  storage::StoreOptions so;
+  so.durable_power = config.durability == Durability::kPower;
+  so.batch_max = config.store_batch_max;
+  auto store_r = storage::open_store(config.database_url, so);
+  if (!store_r.ok()) {
+    spdlog::critical("{}", store_r.status().message());
+    return 2;
+  }
+  auto& store = *store_r.value();
+
+  asio::io_context io(1);
+  SystemClock clock;
+  Metrics metrics;
+  http::UpstreamClient upstream(io, *upstream_url, config.upstream_response_bytes_max);
+  http::ProxyHandler proxy(config, store, upstream, clock, metrics);
+  http::AdminHandler admin(config, store, clock, metrics);
+  http::ListenerOptions po;
+  po.address = config.listen;
+  po.body_bytes_max = config.request_body_bytes_max;
+  po.connections_max = config.connections_max;
+  http::ListenerOptions ao;
+  ao.address = config.admin_listen;
+  ao.body_bytes_max = 64 * 1024;
+  ao.connections_max = 256;
+  http::Server proxy_server(io, po, proxy);
+  http::Server admin_server(io, ao, admin);
+  if (Status s = proxy_server.start(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 2;
+  }
+  if (Status s = admin_server.start(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 2;
+  }
+  bool stopping = false;
+  asio::co_spawn(io, hold_recovery_loop(config, store, clock, metrics, stopping), asio::detached);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info(R"({{"event":"shutdown","signal":{},"in_flight":{}}})", sig, proxy_server.in_flight());
+    stopping = true;
+    proxy_server.stop();
+    admin_server.stop();
+    // Let in-flight requests reach the upstream's answer and settle.
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      asio::steady_timer t(io);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.hold_timeout_ms);
+      while (proxy_server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+        t.expires_after(std::chrono::milliseconds(20));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      io.stop();
+    }, asio::detached);
+  });
+  spdlog::info(R"({{"event":"listening","proxy":"{}:{}","admin":"{}:{}","database":"{}","upstream":"{}"}})",
+               config.listen.substr(0, config.listen.rfind(':')), proxy_server.port(),
+               config.admin_listen.substr(0, config.admin_listen.rfind(':')), admin_server.port(),
+               config.database_url, config.upstream_url);
+  io.run();
+  store.shutdown();
+  spdlog::info("{}", R"({"event":"stopped"})");
+  return 0;
+}
+
+int migrate(const ConfigOverrides& overrides) {
+  auto config = load_config(overrides);
+  if (!config.ok()) {
+    spdlog::critical("{}", config.status().message());
+    return 2;
+  }
+  auto store = storage::open_store(config->database_url, storage::StoreOptions{});
+  if (!store.ok()) {
+    spdlog::critical("{}", store.status().message());
+    return 2;
+  }
+  fmt::print("database {} is migrated to the latest schema\n", config->database_url);
+  return 0;
+}
+
+int fake_exa(const std::string& listen) {
+  asio::io_context io(1);
+  ::tollgate::fake_exa::FakeExa handler;
+  http::ListenerOptions o;
+  o.address = listen;
+  o.body_bytes_max = 8 * 1024 * 1024;
+  http::Server server(io, o, handler);
+  if (Status s = server.start(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 2;
+  }
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  spdlog::info(R"({{"event":"listening","fake_exa":"{}","port":{}}})", listen, server.port());
+  io.run();
+  return 0;
+}
+
+}  // namespace tollgate::cli

@@ -1,0 +1,349 @@
+#include "ledger/operations.h"
+
+#include <cassert>
+#include <fmt/format.h>
+
+#include "common/ids.h"
+#include "ledger/ledger.h"
+
+namespace tollgate::ledger {
+
+using storage::Transaction;
+
+namespace {
+
+Result<storage::AccountRow> account_or_create(Transaction& tx, const std::string& owner, Timestamp now) {
+  TG_ASSIGN(auto acc, tx.get_account(owner));
+  if (acc) return *acc;
+  storage::AccountRow row{owner, kZero, kZero, now};
+  TG_TRY(tx.insert_account(row));
+  return row;
+}
+
+// Repays debt from grants live at t (a grant repays debt before anything else).
+Status repay_debt(Transaction& tx, storage::AccountRow& acc, std::vector<storage::GrantRow>& grants, Timestamp t) {
+  if (acc.debt == kZero) return Status::Ok();
+  std::vector<size_t> touched;
+  Microdollars left = draw(grants, acc.debt, t, touched);
+  if (touched.empty()) return Status::Ok();
+  acc.debt = left;
+  for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
+  return tx.update_account(acc);
+}
+
+}  // namespace
+
+storage::Operation admit(const Config& config, const AdmitInput& in, AdmitOutcome& out) {
+  return [&config, in, &out](Transaction& tx) -> Status {
+    out = AdmitOutcome{};
+    out.result = AdmitResult::kUnauthenticated;
+    // 1. Authenticate.
+    std::string user_id;
+    if (in.authenticated_user_id) {
+      user_id = *in.authenticated_user_id;
+    } else if (in.key_id) {
+      TG_ASSIGN(auto key, tx.get_api_key(*in.key_id));
+      if (!key || key->revoked_at || !constant_time_equal(key->secret_sha256, in.secret_sha256)) {
+        return Status::Ok();
+      }
+      user_id = key->user_id;
+    } else {
+      return Status::Ok();
+    }
+    TG_ASSIGN(auto user, tx.get_user(user_id));
+    if (!user) return Status::Ok();
+    out.user_id = user_id;
+    if (user->blocked) {
+      out.result = AdmitResult::kBlocked;
+      return Status::Ok();
+    }
+    // 2. Context.
+    if (in.org_id) {
+      bool member = false;
+      if (valid_id(*in.org_id)) {
+        TG_ASSIGN(member, tx.is_member(*in.org_id, user_id));
+      }
+      if (!member) {
+        out.result = AdmitResult::kNotMember;
+        return Status::Ok();
+      }
+      out.context = "org:" + *in.org_id;
+      out.owner = "org:" + *in.org_id;
+    } else {
+      out.context = "personal";
+      out.owner = "user:" + user_id;
+    }
+    // 3. Validation found before the store was asked.
+    if (in.prevalidation_status) {
+      out.result = AdmitResult::kPrevalidation;
+      return Status::Ok();
+    }
+    // 4. Funds. The allowance is locked only if this request is admitted.
+    const std::string month = month_of(in.arrived_at).to_string();
+    TG_ASSIGN(auto lock, tx.get_allowance(user_id, month));
+    const bool new_lock = !lock.has_value();
+    storage::AllowanceRow allowance =
+        lock ? *lock
+             : storage::AllowanceRow{user_id, month, config.allowance_for_tier(user->tier), kZero, kZero,
+                                     in.arrived_at};
+    TG_ASSIGN(auto acc, account_or_create(tx, out.owner, in.arrived_at));
+    TG_ASSIGN(auto grants, tx.list_grants(out.owner));
+    Microdollars balance = balance_at(grants, acc.debt, in.arrived_at);
+    AdmissionFigures fig = admission_figures(unheld_free(allowance), balance, acc.held);
+    out.monthly_allowance = allowance.allowance;
+    out.free_used = allowance.free_used;
+    out.balance = balance;
+    bool admitted = config.admission_policy == AdmissionPolicy::kAnyRemaining ? fig.available > kZero
+                                                                             : fig.available >= in.estimate;
+    if (!admitted) {
+      out.result = AdmitResult::kInsufficient;
+      out.free_remaining_below_estimate = fig.available > kZero;
+      return Status::Ok();
+    }
+    // 5. Hold, free allowance first, durable before anything is forwarded.
+    HoldSplit split = hold_for(in.estimate, fig);
+    allowance.free_held += split.free;
+    acc.held += split.credit;
+    if (new_lock) {
+      TG_TRY(tx.insert_allowance(allowance));
+    } else {
+      TG_TRY(tx.update_allowance(allowance));
+    }
+    if (split.credit > kZero) TG_TRY(tx.update_account(acc));
+    out.hold = storage::HoldRow{in.request_id,
+                                user_id,
+                                out.context,
+                                out.owner,
+                                in.path,
+                                month,
+                                in.arrived_at,
+                                Timestamp{in.arrived_at.micros + config.hold_timeout_ms * 1000},
+                                in.estimate,
+                                split.free,
+                                split.credit};
+    TG_TRY(tx.insert_hold(out.hold));
+    assert(allowance.free_used + allowance.free_held <= allowance.allowance);
+    out.result = AdmitResult::kAdmitted;
+    return Status::Ok();
+  };
+}
+
+namespace {
+
+Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
+  out = SettleOutcome{};
+  assert(in.cost >= kZero);
+  TG_ASSIGN(auto existing, tx.get_audit(in.request_id));
+  TG_ASSIGN(auto hold, tx.get_hold(in.request_id));
+  if (existing) {
+    out.already_settled = true;
+    out.row = *existing;
+  } else if (!hold) {
+    return NotFound(fmt::format("no hold for request {}", in.request_id));
+  }
+  if (!existing) {
+    const storage::HoldRow& h = *hold;
+    TG_ASSIGN(auto lock, tx.get_allowance(h.user_id, h.month));
+    if (!lock) return Internal(fmt::format("hold {} has no allowance lock", h.request_id));
+    storage::AllowanceRow allowance = *lock;
+    assert(allowance.free_held >= h.free_held);
+    // R counts every free hold, this request's own included (SPEC "the split").
+    CostSplit split = split_cost(in.cost, h.free_held, unheld_free(allowance));
+    allowance.free_held -= h.free_held;
+    allowance.free_used += split.free;
+    assert(allowance.free_used <= allowance.allowance);
+    TG_TRY(tx.update_allowance(allowance));
+
+    TG_ASSIGN(auto acc, account_or_create(tx, h.owner, in.settled_at));
+    assert(acc.held >= h.credit_held);
+    acc.held -= h.credit_held;
+    TG_ASSIGN(auto grants, tx.list_grants(h.owner));
+    std::vector<size_t> touched;
+    // Usage is timed by the request's arrival, not by when it settles.
+    Microdollars uncovered = draw(grants, split.charged, h.arrived_at, touched);
+    acc.debt += uncovered;
+    for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
+    TG_TRY(tx.update_account(acc));
+
+    TG_TRY(tx.add_to_counter(storage::CounterRow{h.user_id, h.context, h.month, 1, in.cost, split.free,
+                                                 split.charged}));
+    out.row = storage::AuditRow{h.request_id, h.user_id,     h.context,        h.owner,       h.path,
+                                h.month,      h.arrived_at,  in.settled_at,    in.upstream_status,
+                                in.cost,      split.free,    split.charged,    in.cost_source};
+    TG_TRY(tx.insert_audit(out.row));
+    TG_TRY(tx.delete_hold(h.request_id));
+  }
+  // Receipt figures, after this settlement.
+  TG_ASSIGN(auto lock, tx.get_allowance(out.row.user_id, out.row.month));
+  out.allowance_remaining = lock ? max(kZero, lock->allowance - lock->free_used) : kZero;
+  TG_ASSIGN(auto acc, tx.get_account(out.row.owner));
+  TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
+  out.balance = balance_at(grants, acc ? acc->debt : kZero, in.settled_at);
+  return Status::Ok();
+}
+
+}  // namespace
+
+storage::Operation settle(const SettleInput& in, SettleOutcome& out) {
+  return [in, &out](Transaction& tx) { return settle_in(tx, in, out); };
+}
+
+storage::Operation recover_expired_holds(const Config& config, Timestamp now, int64_t limit,
+                                         std::vector<storage::AuditRow>& resolved) {
+  return [&config, now, limit, &resolved](Transaction& tx) -> Status {
+    resolved.clear();
+    TG_ASSIGN(auto holds, tx.list_holds_expiring_before(now, limit));
+    for (const auto& h : holds) {
+      SettleInput in;
+      in.request_id = h.request_id;
+      in.settled_at = now;
+      in.upstream_status = 0;
+      if (config.hold_recovery == HoldRecovery::kChargeEstimate) {
+        in.cost = h.estimate;
+        in.cost_source = "recovered";
+      } else {
+        in.cost = kZero;
+        in.cost_source = "none";
+      }
+      SettleOutcome out;
+      TG_TRY(settle_in(tx, in, out));
+      resolved.push_back(out.row);
+    }
+    return Status::Ok();
+  };
+}
+
+storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
+  return [in, &out](Transaction& tx) -> Status {
+    out = GrantOutcome{};
+    TG_ASSIGN(auto existing, tx.get_grant_by_idempotency_key(in.idempotency_key));
+    if (existing) {
+      if (existing->request_fingerprint != in.request_fingerprint) {
+        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body",
+                                    in.idempotency_key));
+      }
+      out.replayed = true;
+      out.grant = *existing;
+      return Status::Ok();
+    }
+    TG_ASSIGN(auto acc, tx.get_account(in.owner));
+    if (!acc) return NotFound(fmt::format("unknown owner '{}'", in.owner));
+    storage::GrantRow g;
+    g.id = "grant_" + random_hex(8);
+    g.owner = in.owner;
+    g.amount = Microdollars(in.amount_microdollars);
+    g.remaining = g.amount;
+    g.effective_at = in.effective_at.value_or(in.now);
+    g.expires_at = in.expires_at;
+    g.idempotency_key = in.idempotency_key;
+    g.request_fingerprint = in.request_fingerprint;
+    g.created_at = in.now;
+    TG_TRY(tx.insert_grant(g));
+    TG_ASSIGN(auto grants, tx.list_grants(in.owner));
+    TG_TRY(repay_debt(tx, *acc, grants, in.now));
+    for (const auto& row : grants) {
+      if (row.id == g.id) out.grant = row;
+    }
+    return Status::Ok();
+  };
+}
+
+storage::Operation read_account(const std::string& owner, Timestamp now, AccountView& out) {
+  return [owner, now, &out](Transaction& tx) -> Status {
+    TG_ASSIGN(auto acc, tx.get_account(owner));
+    if (!acc) return NotFound(fmt::format("unknown owner '{}'", owner));
+    out.account = *acc;
+    TG_ASSIGN(out.grants, tx.list_grants(owner));
+    out.balance = balance_at(out.grants, acc->debt, now);
+    return Status::Ok();
+  };
+}
+
+storage::Operation create_user(const storage::UserRow& user) {
+  return [user](Transaction& tx) -> Status {
+    TG_ASSIGN(auto existing, tx.get_user(user.id));
+    if (existing) return Conflict(fmt::format("user '{}' already exists", user.id));
+    TG_TRY(tx.insert_user(user));
+    TG_ASSIGN(auto acc, tx.get_account("user:" + user.id));
+    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"user:" + user.id, kZero, kZero, user.created_at}));
+    return Status::Ok();
+  };
+}
+
+storage::Operation update_user(const std::string& id, std::optional<std::optional<std::string>> tier,
+                               std::optional<bool> blocked) {
+  return [id, tier, blocked](Transaction& tx) -> Status {
+    TG_ASSIGN(auto user, tx.get_user(id));
+    if (!user) return NotFound(fmt::format("unknown user '{}'", id));
+    if (tier) user->tier = *tier;
+    if (blocked) user->blocked = *blocked;
+    return tx.update_user(*user);
+  };
+}
+
+storage::Operation create_org(const storage::OrgRow& org) {
+  return [org](Transaction& tx) -> Status {
+    TG_ASSIGN(auto existing, tx.get_org(org.id));
+    if (existing) return Conflict(fmt::format("organization '{}' already exists", org.id));
+    TG_TRY(tx.insert_org(org));
+    TG_ASSIGN(auto acc, tx.get_account("org:" + org.id));
+    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"org:" + org.id, kZero, kZero, org.created_at}));
+    return Status::Ok();
+  };
+}
+
+storage::Operation add_member(const std::string& org_id, const std::string& user_id, Timestamp now) {
+  return [org_id, user_id, now](Transaction& tx) -> Status {
+    TG_ASSIGN(auto org, tx.get_org(org_id));
+    if (!org) return NotFound(fmt::format("unknown organization '{}'", org_id));
+    TG_ASSIGN(auto user, tx.get_user(user_id));
+    if (!user) return NotFound(fmt::format("unknown user '{}'", user_id));
+    return tx.add_member(org_id, user_id, now);
+  };
+}
+
+storage::Operation remove_member(const std::string& org_id, const std::string& user_id) {
+  return [org_id, user_id](Transaction& tx) -> Status {
+    TG_ASSIGN(auto org, tx.get_org(org_id));
+    if (!org) return NotFound(fmt::format("unknown organization '{}'", org_id));
+    TG_ASSIGN(bool member, tx.is_member(org_id, user_id));
+    if (!member) return NotFound(fmt::format("user '{}' is not a member of '{}'", user_id, org_id));
+    return tx.remove_member(org_id, user_id);
+  };
+}
+
+storage::Operation create_api_key(const storage::ApiKeyRow& key) {
+  return [key](Transaction& tx) -> Status {
+    TG_ASSIGN(auto user, tx.get_user(key.user_id));
+    if (!user) return NotFound(fmt::format("unknown user '{}'", key.user_id));
+    return tx.insert_api_key(key);
+  };
+}
+
+storage::Operation revoke_api_key(const std::string& id, Timestamp now) {
+  return [id, now](Transaction& tx) -> Status {
+    TG_ASSIGN(auto key, tx.get_api_key(id));
+    if (!key) return NotFound(fmt::format("unknown api key '{}'", id));
+    return tx.revoke_api_key(id, now);
+  };
+}
+
+storage::Operation read_usage(const Config& config, const std::string& user_id, const std::string& month,
+                              UsageView& out) {
+  return [&config, user_id, month, &out](Transaction& tx) -> Status {
+    TG_ASSIGN(auto user, tx.get_user(user_id));
+    if (!user) return NotFound(fmt::format("unknown user '{}'", user_id));
+    TG_ASSIGN(auto lock, tx.get_allowance(user_id, month));
+    // Before the lock: the allowance that would be locked now.
+    out.free_allowance = lock ? lock->allowance : config.allowance_for_tier(user->tier);
+    out.free_used = lock ? lock->free_used : kZero;
+    TG_ASSIGN(auto counters, tx.list_counters(user_id, month));
+    out.contexts.clear();
+    for (auto& c : counters) {
+      if (c.request_count > 0) out.contexts.push_back(std::move(c));
+    }
+    return Status::Ok();
+  };
+}
+
+}  // namespace tollgate::ledger
