@@ -15,6 +15,8 @@ struct ReportOptions {
   std::string month;
   std::string format = "table";  // table | csv | json
 };
+// Exit 0: no drift; 1: drift; 2: error.
+int recompute(const ConfigOverrides& overrides, const std::string& owner);
 int report(const ConfigOverrides& overrides, const ReportOptions& options);
 
 }  // namespace tollgate::cli

@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   auto* admin = app.add_subcommand("admin", "the admin API from the shell (token from TOLLGATE_ADMIN_TOKEN)");
   auto run_admin = cli::add_admin_commands(*admin);
 
+  std::string recompute_owner;
+  auto* recompute = app.add_subcommand("recompute", "rebuild balances and counters from the records; report drift");
+  add_db(recompute);
+  recompute->add_option("--owner", recompute_owner, "only this owner: user:ID or org:ID");
+
   cli::ReportOptions ro;
   auto* report = app.add_subcommand("report", "usage per user and context for a month");
   add_db(report);
@@ -51,5 +56,6 @@ int main(int argc, char** argv) {
   if (fake->parsed()) return cli::fake_exa(fake_listen);
   if (admin->parsed()) return run_admin();
   if (report->parsed()) return cli::report(o, ro);
+  if (recompute->parsed()) return cli::recompute(o, recompute_owner);
   return 2;
 }

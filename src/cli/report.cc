@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "common/ids.h"
+#include "ledger/recompute.h"
 #include "storage/store.h"
 
 namespace tollgate::cli {
@@ -76,6 +78,34 @@ int report(const ConfigOverrides& overrides, const ReportOptions& options) {
     fmt::print("{:<24} {:<24} {:>10} {:>16} {:>16} {:>16}\n", "total", "", n, cost, free, charged);
   }
   return 0;
+}
+
+int recompute(const ConfigOverrides& overrides, const std::string& owner) {
+  if (!owner.empty() && !Owner::parse(owner)) {
+    fmt::print(stderr, "error: --owner must be user:<id> or org:<id>\n");
+    return 2;
+  }
+  auto config = load_config(overrides);
+  if (!config.ok()) {
+    fmt::print(stderr, "error: {}\n", config.status().message());
+    return 2;
+  }
+  storage::StoreOptions so;
+  so.read_only = true;  // checking only: may run beside a serving process
+  auto store = storage::open_store(config->database_url, so);
+  if (!store.ok()) {
+    fmt::print(stderr, "error: {}\n", store.status().message());
+    return 2;
+  }
+  ledger::RecomputeReport report;
+  Status s = store.value()->run(ledger::recompute(owner.empty() ? std::nullopt : std::optional<std::string>(owner),
+                                                  SystemClock().now(), report));
+  if (!s.ok()) {
+    fmt::print(stderr, "error: {}\n", s.message());
+    return 2;
+  }
+  fmt::print("{}\n", ledger::recompute_report_json(report));
+  return report.drift.empty() ? 0 : 1;
 }
 
 }  // namespace tollgate::cli

@@ -7,6 +7,7 @@
 
 #include "common/ids.h"
 #include "ledger/operations.h"
+#include "ledger/recompute.h"
 #include "http/proxy_handler.h"
 #include "storage/async.h"
 
@@ -409,6 +410,23 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
       o["next_after"] = nullptr;
     }
     co_return ok_json(200, o);
+  }
+  // POST /admin/v1/recompute {"owner"?}
+  if (res == "recompute" && parts.size() == 3) {
+    if (m != "POST") co_return method_not_allowed();
+    auto body = body_object(req);
+    if (!body.ok()) co_return from_status(body.status());
+    auto owner = opt_string(*body, "owner");
+    if (!owner.ok()) co_return from_status(owner.status());
+    if (*owner && !Owner::parse(**owner)) co_return error_json(400, "'owner' must be user:<id> or org:<id>");
+    ledger::RecomputeReport report;
+    storage::Operation op = ledger::recompute(*owner, now, report);
+    Status s = co_await run(std::move(op));
+    if (!s.ok()) co_return from_status(s);
+    int64_t drift_total = 0;
+    for (const auto& d : report.drift) drift_total += std::llabs(d.stored.value() - d.recomputed.value());
+    metrics_.set("tollgate_ledger_drift_microdollars", "", drift_total);
+    co_return Response::json(200, ledger::recompute_report_json(report));
   }
   co_return error_json(404, fmt::format("no admin route for '{}'", req.path().substr(0, 200)));
 }

@@ -90,6 +90,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto idle_it = idle.insert(idle.end(), &stream);
       co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       idle.erase(idle_it);
+      // A Content-Length over the limit fails already at the header; the
+      // handler still answers (auth errors take precedence over 413).
+      bool too_large = ec == bhttp::error::body_limit;
+      if (too_large) ec = {};
       if (ec) {
         if (ec == bhttp::error::header_limit) {
           co_await write(stream, error_response(431, "request headers too large"), 11);
@@ -108,8 +112,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (ec) break;
       }
       Request req;
-      bool too_large = false;
-      if (!parser.is_done()) {
+      if (!too_large && !parser.is_done()) {
         stream.expires_after(std::chrono::milliseconds(options.read_timeout_ms));
         co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
         if (ec == bhttp::error::body_limit) {

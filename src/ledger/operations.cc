@@ -164,6 +164,9 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
     acc.debt += uncovered;
     for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
     TG_TRY(tx.update_account(acc));
+    // A grant that took effect after this request arrived repays what it left
+    // as debt, as a chronological replay would.
+    TG_TRY(repay_debt(tx, acc, grants, in.settled_at));
 
     TG_TRY(tx.add_to_counter(storage::CounterRow{h.user_id, h.context, h.month, 1, in.cost, split.free,
                                                  split.charged}));
@@ -192,7 +195,9 @@ storage::Operation recover_expired_holds(const Config& config, Timestamp now, in
                                          std::vector<storage::AuditRow>& resolved) {
   return [&config, now, limit, &resolved](Transaction& tx) -> Status {
     resolved.clear();
-    TG_ASSIGN(auto holds, tx.list_holds_expiring_before(now, limit));
+    // The time-out in force now decides, so a restart with a shorter one
+    // resolves holds left by a crash sooner.
+    TG_ASSIGN(auto holds, tx.list_holds_arrived_before(Timestamp{now.micros - config.hold_timeout_ms * 1000}, limit));
     for (const auto& h : holds) {
       SettleInput in;
       in.request_id = h.request_id;

@@ -83,7 +83,8 @@ struct SettleOutcome {
 // Fails with NotFound if the request has neither a hold nor an audit row.
 storage::Operation settle(const SettleInput& in, SettleOutcome& out);
 
-// Resolves holds whose time-out passed by the recovery policy. `resolved`
+// Resolves holds whose time-out (arrival + [holds] timeout_ms) passed, by the
+// recovery policy. `resolved`
 // receives the audit rows written.
 storage::Operation recover_expired_holds(const Config& config, Timestamp now, int64_t limit,
                                          std::vector<storage::AuditRow>& resolved);

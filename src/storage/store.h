@@ -93,7 +93,7 @@ struct HoldRow {
   std::string path;
   std::string month;
   Timestamp arrived_at;
-  Timestamp expires_at;  // when the recovery policy may resolve it
+  Timestamp expires_at;  // arrival + the hold time-out in force at admission (informational)
   Microdollars estimate;
   Microdollars free_held;
   Microdollars credit_held;
@@ -164,7 +164,19 @@ class Transaction {
   virtual Status insert_hold(const HoldRow& row) = 0;
   virtual Result<std::optional<HoldRow>> get_hold(const std::string& request_id) = 0;
   virtual Status delete_hold(const std::string& request_id) = 0;
-  virtual Result<std::vector<HoldRow>> list_holds_expiring_before(Timestamp t, int64_t limit) = 0;
+  // Holds of requests that arrived at or before t, oldest first.
+  virtual Result<std::vector<HoldRow>> list_holds_arrived_before(Timestamp t, int64_t limit) = 0;
+
+  // For recompute: every owner, and the records of one owner or one user-month.
+  virtual Result<std::vector<std::string>> list_owners() = 0;
+  virtual Result<std::vector<AuditRow>> list_audit_for_owner(const std::string& owner) = 0;
+  virtual Result<std::vector<HoldRow>> list_holds_for_owner(const std::string& owner) = 0;
+  virtual Result<std::vector<AllowanceRow>> list_allowances(const std::optional<std::string>& user_id) = 0;
+  virtual Result<std::vector<CounterRow>> list_counters_for_user(const std::string& user_id) = 0;
+  // Σ over audit rows per (context) of one user-month, as counter rows.
+  virtual Result<std::vector<CounterRow>> sum_audit(const std::string& user_id, const std::string& month) = 0;
+  // Σ of free_held over the holds of one user-month.
+  virtual Result<Microdollars> sum_free_held(const std::string& user_id, const std::string& month) = 0;
 
   virtual Result<std::optional<AuditRow>> get_audit(const std::string& request_id) = 0;
   virtual Status insert_audit(const AuditRow& row) = 0;

@@ -91,7 +91,9 @@ CREATE TABLE holds (
   free_held_microdollars INTEGER NOT NULL,
   credit_held_microdollars INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX holds_by_expiry ON holds(expires_at_us);
+CREATE INDEX holds_by_arrival ON holds(arrived_at_us);
+CREATE INDEX holds_by_owner ON holds(owner);
+CREATE INDEX holds_by_user_month ON holds(user_id, month);
 CREATE TABLE audit_log (
   request_id TEXT PRIMARY KEY,
   user_id TEXT NOT NULL,

@@ -339,8 +339,8 @@ class SqliteTransaction final : public Transaction {
     if (!s.ok()) return s.status();
     return s->text(1, request_id).exec();
   }
-  Result<std::vector<HoldRow>> list_holds_expiring_before(Timestamp t, int64_t limit) override {
-    auto s = prep("SELECT " TG_HOLD_COLS " FROM holds WHERE expires_at_us <= ? ORDER BY expires_at_us LIMIT ?");
+  Result<std::vector<HoldRow>> list_holds_arrived_before(Timestamp t, int64_t limit) override {
+    auto s = prep("SELECT " TG_HOLD_COLS " FROM holds WHERE arrived_at_us <= ? ORDER BY arrived_at_us LIMIT ?");
     if (!s.ok()) return s.status();
     s->i64(1, t.micros).i64(2, limit);
     std::vector<HoldRow> out;
@@ -362,6 +362,86 @@ class SqliteTransaction final : public Transaction {
                     s.col_text(5), s.col_ts(6), s.col_ts(7), static_cast<int>(s.col_i64(8)),
                     s.col_money(9), s.col_money(10), s.col_money(11), s.col_text(12)};
   }
+  Result<std::vector<std::string>> list_owners() override {
+    auto s = prep("SELECT owner FROM accounts ORDER BY owner");
+    if (!s.ok()) return s.status();
+    std::vector<std::string> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(s->col_text(0));
+    }
+    return out;
+  }
+  Result<std::vector<AuditRow>> list_audit_for_owner(const std::string& owner) override {
+    auto s = prep("SELECT " TG_AUDIT_COLS " FROM audit_log WHERE owner = ? ORDER BY arrived_at_us, request_id");
+    if (!s.ok()) return s.status();
+    s->text(1, owner);
+    std::vector<AuditRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(audit_from(*s));
+    }
+    return out;
+  }
+  Result<std::vector<HoldRow>> list_holds_for_owner(const std::string& owner) override {
+    auto s = prep("SELECT request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, "
+                  "estimate_microdollars, free_held_microdollars, credit_held_microdollars FROM holds WHERE owner = ?");
+    if (!s.ok()) return s.status();
+    s->text(1, owner);
+    std::vector<HoldRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(hold_from(*s));
+    }
+    return out;
+  }
+  Result<std::vector<AllowanceRow>> list_allowances(const std::optional<std::string>& user_id) override {
+    auto s = prep(
+        "SELECT user_id, month, allowance_microdollars, free_used_microdollars, free_held_microdollars, "
+        "locked_at_us FROM allowance_locks WHERE (?1 IS NULL OR user_id = ?1) ORDER BY user_id, month");
+    if (!s.ok()) return s.status();
+    s->opt_text(1, user_id);
+    std::vector<AllowanceRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(AllowanceRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_money(3), s->col_money(4),
+                                 s->col_ts(5)});
+    }
+    return out;
+  }
+  Result<std::vector<CounterRow>> list_counters_for_user(const std::string& user_id) override {
+    auto s = prep(
+        "SELECT user_id, context, month, request_count, total_cost_microdollars, total_free_microdollars, "
+        "total_charged_microdollars FROM monthly_usage WHERE user_id = ? ORDER BY month, context");
+    if (!s.ok()) return s.status();
+    s->text(1, user_id);
+    return read_counters(*s);
+  }
+  Result<std::vector<CounterRow>> sum_audit(const std::string& user_id, const std::string& month) override {
+    auto s = prep(
+        "SELECT user_id, context, month, COUNT(*), SUM(cost_microdollars), SUM(free_microdollars), "
+        "SUM(charged_microdollars) FROM audit_log WHERE user_id = ? AND month = ? GROUP BY context ORDER BY context");
+    if (!s.ok()) return s.status();
+    s->text(1, user_id).text(2, month);
+    return read_counters(*s);
+  }
+  Result<Microdollars> sum_free_held(const std::string& user_id, const std::string& month) override {
+    auto s = prep("SELECT COALESCE(SUM(free_held_microdollars), 0) FROM holds WHERE user_id = ? AND month = ?");
+    if (!s.ok()) return s.status();
+    s->text(1, user_id).text(2, month);
+    auto r = s->step();
+    if (!r.ok()) return r.status();
+    return s->col_money(0);
+  }
+
   Result<std::optional<AuditRow>> get_audit(const std::string& request_id) override {
     auto s = prep("SELECT " TG_AUDIT_COLS " FROM audit_log WHERE request_id = ?");
     if (!s.ok()) return s.status();
