@@ -26,6 +26,6 @@ ninja -C build-test/asan -j"$JOBS"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp}
 # Integration tests mostly wait on sockets and timers: run more than one per core.
 ctest --test-dir build-test/asan -j$((JOBS * 2)) --output-on-failure --timeout 900

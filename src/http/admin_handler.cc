@@ -342,6 +342,49 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     if (!s.ok()) co_return from_status(s);
     co_return ok_json(out.replayed ? 200 : 201, grant_json(out.grant));
   }
+  // POST /admin/v1/usage: usage metered elsewhere
+  if (res == "usage" && parts.size() == 3) {
+    if (m != "POST") co_return method_not_allowed();
+    auto body = body_object(req);
+    if (!body.ok()) co_return from_status(body.status());
+    ledger::ExternalUsageInput in;
+    auto owner = opt_string(*body, "owner");
+    if (!owner.ok()) co_return from_status(owner.status());
+    if (!*owner || !Owner::parse(**owner)) co_return error_json(400, "'owner' must be user:<id> or org:<id>");
+    in.owner = **owner;
+    auto* amount = body->if_contains("amount_microdollars");
+    if (!amount || !amount->is_int64() || amount->as_int64() <= 0 || amount->as_int64() > kMaxAmount.value()) {
+      co_return error_json(400, fmt::format("'amount_microdollars' must be an integer from 1 to {}", kMaxAmount.value()));
+    }
+    in.amount_microdollars = amount->as_int64();
+    auto when = opt_time(*body, "at");
+    if (!when.ok()) co_return from_status(when.status());
+    in.at = when->value_or(now);
+    if (in.at.micros > now.micros + 5 * 60 * 1'000'000LL) {
+      co_return error_json(400, "'at' may be at most 5 minutes in the future");
+    }
+    auto key = opt_string(*body, "idempotency_key");
+    if (!key.ok()) co_return from_status(key.status());
+    if (!*key || (*key)->empty() || (*key)->size() > 256) {
+      co_return error_json(400, "'idempotency_key' is required: a string of 1-256 characters");
+    }
+    in.idempotency_key = **key;
+    in.request_fingerprint = fmt::format("{}|{}|{}", in.owner, in.amount_microdollars,
+                                         *when ? std::to_string((*when)->micros) : "-");
+    in.now = now;
+    ledger::ExternalUsageOutcome out;
+    storage::Operation op = ledger::record_external_usage(in, out);
+    Status s = co_await run(std::move(op));
+    if (!s.ok()) co_return from_status(s);
+    json::object o;
+    o["id"] = out.row.id;
+    o["owner"] = out.row.owner;
+    o["amount_microdollars"] = out.row.amount.value();
+    o["at"] = format_rfc3339(out.row.at);
+    o["idempotency_key"] = out.row.idempotency_key;
+    o["balance_microdollars"] = out.balance.value();
+    co_return ok_json(out.replayed ? 200 : 201, o);
+  }
   // GET /admin/v1/accounts/{owner}
   if (res == "accounts" && parts.size() == 4) {
     if (m != "GET") co_return method_not_allowed();

@@ -253,6 +253,38 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
   };
 }
 
+storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalUsageOutcome& out) {
+  return [in, &out](Transaction& tx) -> Status {
+    out = ExternalUsageOutcome{};
+    TG_ASSIGN(auto existing, tx.get_external_usage_by_idempotency_key(in.idempotency_key));
+    TG_ASSIGN(auto acc, tx.get_account(existing ? existing->owner : in.owner));
+    if (existing) {
+      if (existing->request_fingerprint != in.request_fingerprint) {
+        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body",
+                                    in.idempotency_key));
+      }
+      out.replayed = true;
+      out.row = *existing;
+    } else {
+      if (!acc) return NotFound(fmt::format("unknown owner '{}'", in.owner));
+      out.row = storage::ExternalUsageRow{"usage_" + random_hex(8), in.owner, Microdollars(in.amount_microdollars),
+                                          in.at, in.idempotency_key, in.request_fingerprint, in.now};
+      TG_TRY(tx.insert_external_usage(out.row));
+      TG_ASSIGN(auto grants, tx.list_grants(in.owner));
+      std::vector<size_t> touched;
+      // Usage is timed by its own timestamp; what no live grant covers is debt.
+      acc->debt += draw(grants, out.row.amount, in.at, touched);
+      for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
+      TG_TRY(tx.update_account(*acc));
+      TG_TRY(repay_debt(tx, *acc, grants, in.now));
+    }
+    TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
+    TG_ASSIGN(auto after, tx.get_account(out.row.owner));
+    out.balance = balance_at(grants, after ? after->debt : kZero, in.now);
+    return Status::Ok();
+  };
+}
+
 storage::Operation read_account(const std::string& owner, Timestamp now, AccountView& out) {
   return [owner, now, &out](Transaction& tx) -> Status {
     TG_ASSIGN(auto acc, tx.get_account(owner));

@@ -108,6 +108,25 @@ struct GrantOutcome {
 
 storage::Operation create_grant(const GrantInput& in, GrantOutcome& out);
 
+struct ExternalUsageInput {
+  std::string owner;
+  int64_t amount_microdollars = 0;
+  Timestamp at;
+  std::string idempotency_key;
+  std::string request_fingerprint;
+  Timestamp now;
+};
+
+struct ExternalUsageOutcome {
+  bool replayed = false;
+  storage::ExternalUsageRow row;
+  Microdollars balance;  // the owner's balance afterwards
+};
+
+// Debits usage metered elsewhere; never refused for lack of funds (it goes
+// into debt). Idempotent by key.
+storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalUsageOutcome& out);
+
 struct AccountView {
   storage::AccountRow account;
   Microdollars balance;

@@ -19,7 +19,7 @@ void compare(RecomputeReport& out, const char* kind, const std::string& subject,
 
 struct Event {
   Timestamp at;
-  int order;  // at one instant: expiries (0), grants (1), usage (2)
+  int order;  // at one instant: expiries (0), grants (1), usage (2: audit rows, 3: external)
   size_t index;
 };
 
@@ -29,20 +29,29 @@ Status recompute_owner(storage::Transaction& tx, const std::string& owner, Times
   TG_ASSIGN(auto stored_grants, tx.list_grants(owner));
   TG_ASSIGN(auto usage, tx.list_audit_for_owner(owner));
   TG_ASSIGN(auto holds, tx.list_holds_for_owner(owner));
+  TG_ASSIGN(auto external, tx.list_external_usage_for_owner(owner));
 
   std::vector<storage::GrantRow> grants = stored_grants;
   std::vector<storage::GrantRow> live;  // grants in effect so far, in replay
   std::vector<Event> events;
   for (size_t i = 0; i < grants.size(); ++i) events.push_back({grants[i].effective_at, 1, i});
   for (size_t i = 0; i < usage.size(); ++i) events.push_back({usage[i].arrived_at, 2, i});
+  for (size_t i = 0; i < external.size(); ++i) events.push_back({external[i].at, 3, i});
   std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) {
     return a.at != b.at ? a.at < b.at : a.order < b.order;
   });
   Microdollars debt;
   std::vector<size_t> touched;
   for (const auto& e : events) {
-    if (e.at > now) break;  // not yet in effect
-    if (e.order == 1) {
+    if (e.order == 1 && e.at > now) {  // not in effect yet: listed, repays nothing
+      auto g = grants[e.index];
+      g.remaining = g.amount;
+      live.push_back(g);
+      continue;
+    }
+    if (e.order == 3) {  // external usage: usage like a request's charge
+      debt += draw(live, external[e.index].amount, e.at, touched);
+    } else if (e.order == 1) {
       auto g = grants[e.index];
       g.remaining = g.amount;
       live.push_back(g);

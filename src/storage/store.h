@@ -64,6 +64,18 @@ struct GrantRow {
   Timestamp created_at;
 };
 
+// Usage metered elsewhere (for example LLM tokens), debited from an owner's
+// ledger at its own timestamp.
+struct ExternalUsageRow {
+  std::string id;
+  std::string owner;
+  Microdollars amount;
+  Timestamp at;
+  std::string idempotency_key;
+  std::string request_fingerprint;
+  Timestamp created_at;
+};
+
 // The allowance of one (user, month), locked at the first admitted request.
 struct AllowanceRow {
   std::string user_id;
@@ -150,6 +162,10 @@ class Transaction {
   virtual Result<std::optional<GrantRow>> get_grant_by_idempotency_key(const std::string& key) = 0;
   virtual Status insert_grant(const GrantRow& row) = 0;
   virtual Status update_grant(const GrantRow& row) = 0;  // remaining / expired
+
+  virtual Result<std::optional<ExternalUsageRow>> get_external_usage_by_idempotency_key(const std::string& key) = 0;
+  virtual Status insert_external_usage(const ExternalUsageRow& row) = 0;
+  virtual Result<std::vector<ExternalUsageRow>> list_external_usage_for_owner(const std::string& owner) = 0;
 
   virtual Result<std::optional<AllowanceRow>> get_allowance(const std::string& user_id,
                                                            const std::string& month) = 0;

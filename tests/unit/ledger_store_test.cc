@@ -7,11 +7,13 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "common/ids.h"
 #include "ledger/ledger.h"
 #include "ledger/operations.h"
+#include "ledger/recompute.h"
 #include "storage/store.h"
 
 namespace tollgate {
@@ -445,6 +447,81 @@ TEST_P(LedgerStoreTest, ConcurrentFirstRequestsOfTheMonthLockOnce) {
     return Status::Ok();
   });
   EXPECT_EQ(locks, 1);
+}
+
+TEST_P(LedgerStoreTest, ExternalUsageDebitsTheLedgerIntoDebtAndIsIdempotent) {
+  user("u1");
+  grant("user:u1", 10'000, "2025-05-01T00:00:00Z");
+  ledger::ExternalUsageInput in;
+  in.owner = "user:u1";
+  in.amount_microdollars = 25'000;
+  in.at = at("2025-05-02T00:00:00Z");
+  in.idempotency_key = "llm-1";
+  in.request_fingerprint = "user:u1|25000|-";
+  in.now = at("2025-05-02T00:00:00Z");
+  ledger::ExternalUsageOutcome out;
+  run_ok(ledger::record_external_usage(in, out));
+  EXPECT_FALSE(out.replayed);
+  EXPECT_EQ(out.balance.value(), -15'000);  // never refused for lack of funds
+  run_ok(ledger::record_external_usage(in, out));
+  EXPECT_TRUE(out.replayed);
+  EXPECT_EQ(out.balance.value(), -15'000);
+  in.amount_microdollars = 1;
+  in.request_fingerprint = "user:u1|1|-";
+  EXPECT_EQ(store_->run(ledger::record_external_usage(in, out)).code(), StatusCode::kConflict);
+  in.owner = "org:nobody";
+  in.idempotency_key = "llm-2";
+  EXPECT_EQ(store_->run(ledger::record_external_usage(in, out)).code(), StatusCode::kNotFound);
+  auto g = grant("user:u1", 20'000, "2025-05-03T00:00:00Z");
+  EXPECT_EQ(g.grant.remaining.value(), 5'000);
+  EXPECT_EQ(account("user:u1", "2025-05-03T00:00:00Z").balance.value(), 5'000);
+}
+
+TEST_P(LedgerStoreTest, RecomputeFindsNoDriftAfterAMixedHistory) {
+  user("u1");
+  user("u2");
+  org("o1", {"u1", "u2"});
+  grant("user:u1", 200'000, "2026-02-01T00:00:00Z");
+  grant("org:o1", 5'000'000, "2026-02-01T00:00:00Z");
+  request("u1", 9'700'000, "2026-02-02T08:00:00Z");
+  request("u1", 700'000, "2026-02-02T08:05:00Z");  // straddles and overruns into debt
+  request("u2", 12'000'000, "2026-02-02T08:06:00Z", "o1");
+  auto pending = admit("u1", "2026-02-02T08:07:00Z", 7000, "o1");  // still in flight
+  ASSERT_EQ(pending.result, AdmitResult::kAdmitted);
+  grant("user:u1", 1'000'000, "2026-02-02T08:15:00Z");              // repays the debt
+  ledger::RecomputeReport report;
+  run_ok(ledger::recompute(std::nullopt, at("2026-02-02T09:00:00Z"), report));
+  EXPECT_EQ(report.owners_checked, 3);
+  EXPECT_TRUE(report.drift.empty()) << ledger::recompute_report_json(report);
+  settle(pending, 5'000, "2026-02-02T09:00:00Z");
+  run_ok(ledger::recompute(std::string("org:o1"), at("2026-02-02T09:00:00Z"), report));
+  EXPECT_EQ(report.owners_checked, 1);
+  EXPECT_TRUE(report.drift.empty()) << ledger::recompute_report_json(report);
+}
+
+TEST_P(LedgerStoreTest, RecomputeReportsATamperedCounterAndBalance) {
+  user("u1");
+  grant("user:u1", 100'000, "2025-03-01T00:00:00Z");
+  request("u1", 10'050'000, "2025-03-02T00:00:00Z");
+  run_ok([](storage::Transaction& tx) -> Status {
+    TG_TRY(tx.add_to_counter(storage::CounterRow{"u1", "personal", "2025-03", 0, Microdollars(1), kZero, kZero}));
+    TG_ASSIGN(auto acc, tx.get_account("user:u1"));
+    acc->debt = Microdollars(7);
+    return tx.update_account(*acc);
+  });
+  ledger::RecomputeReport report;
+  run_ok(ledger::recompute(std::nullopt, at("2025-03-03T00:00:00Z"), report));
+  std::set<std::string> fields;
+  for (const auto& d : report.drift) fields.insert(d.subject + " " + d.field);
+  EXPECT_TRUE(fields.count("u1/personal/2025-03 total_cost_microdollars")) << ledger::recompute_report_json(report);
+  EXPECT_TRUE(fields.count("user:u1 debt_microdollars"));
+  EXPECT_TRUE(fields.count("user:u1 balance_microdollars"));
+  for (const auto& d : report.drift) {
+    if (d.field == "balance_microdollars") {
+      EXPECT_EQ(d.stored.value(), 49'993);
+      EXPECT_EQ(d.recomputed.value(), 50'000);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LedgerStoreTest, ::testing::Values("sqlite"));

@@ -58,6 +58,16 @@ CREATE TABLE grants (
   created_at_us INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX grants_by_owner ON grants(owner);
+CREATE TABLE external_usage (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(owner),
+  amount_microdollars INTEGER NOT NULL CHECK (amount_microdollars > 0),
+  at_us INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  request_fingerprint TEXT NOT NULL,
+  created_at_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX external_usage_by_owner ON external_usage(owner, at_us);
 CREATE TABLE allowance_locks (
   user_id TEXT NOT NULL,
   month TEXT NOT NULL,

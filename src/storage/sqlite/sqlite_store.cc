@@ -242,6 +242,41 @@ class SqliteTransaction final : public Transaction {
   }
 #undef TG_GRANT_COLS
 
+#define TG_USAGE_COLS "id, owner, amount_microdollars, at_us, idempotency_key, request_fingerprint, created_at_us"
+  static ExternalUsageRow usage_from(Stmt& s) {
+    return ExternalUsageRow{s.col_text(0), s.col_text(1), s.col_money(2), s.col_ts(3),
+                            s.col_text(4), s.col_text(5), s.col_ts(6)};
+  }
+  Result<std::optional<ExternalUsageRow>> get_external_usage_by_idempotency_key(const std::string& key) override {
+    auto s = prep("SELECT " TG_USAGE_COLS " FROM external_usage WHERE idempotency_key = ?");
+    if (!s.ok()) return s.status();
+    s->text(1, key);
+    auto r = s->step();
+    if (!r.ok()) return r.status();
+    if (!*r) return std::optional<ExternalUsageRow>();
+    return std::optional<ExternalUsageRow>(usage_from(*s));
+  }
+  Status insert_external_usage(const ExternalUsageRow& u) override {
+    auto s = prep("INSERT INTO external_usage (" TG_USAGE_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return s.status();
+    return s->text(1, u.id).text(2, u.owner).i64(3, u.amount.value()).i64(4, u.at.micros)
+        .text(5, u.idempotency_key).text(6, u.request_fingerprint).i64(7, u.created_at.micros).exec();
+  }
+  Result<std::vector<ExternalUsageRow>> list_external_usage_for_owner(const std::string& owner) override {
+    auto s = prep("SELECT " TG_USAGE_COLS " FROM external_usage WHERE owner = ? ORDER BY at_us, id");
+    if (!s.ok()) return s.status();
+    s->text(1, owner);
+    std::vector<ExternalUsageRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(usage_from(*s));
+    }
+    return out;
+  }
+#undef TG_USAGE_COLS
+
   Result<std::optional<AllowanceRow>> get_allowance(const std::string& user_id, const std::string& month) override {
     auto s = prep(
         "SELECT user_id, month, allowance_microdollars, free_used_microdollars, free_held_microdollars, "

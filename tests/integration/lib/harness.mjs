@@ -21,7 +21,8 @@ import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
 export const TOLLGATE_BIN = process.env.TOLLGATE_BIN || '/work/main/build/tollgate';
-export const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+// The MT build: tollgate reads the clock from its io and store threads at once.
+export const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -310,13 +311,25 @@ export class FakeExa {
   }
 
   async start() {
-    this.proc = new Proc('fake-exa', TOLLGATE_BIN, ['fake-exa', '--listen', `127.0.0.1:${this.port}`], {
-      env: cleanEnv({}),
-      logPath: path.join(this.dir, `fake-exa.${this.incarnations.length}.log`),
-    });
-    this.incarnations.push(this.proc);
-    await waitHealthy(this.proc, [`${this.url}/_fake/calls`]);
-    return this;
+    const firstStart = this.incarnations.length === 0;
+    for (let attempt = 0; ; attempt++) {
+      this.proc = new Proc('fake-exa', TOLLGATE_BIN, ['fake-exa', '--listen', `127.0.0.1:${this.port}`], {
+        env: cleanEnv({}),
+        logPath: path.join(this.dir, `fake-exa.${this.incarnations.length}.log`),
+      });
+      this.incarnations.push(this.proc);
+      try {
+        await waitHealthy(this.proc, [`${this.url}/_fake/calls`]);
+        return this;
+      } catch (err) {
+        // Another test file may have taken the port between freePort() and the bind.
+        const portTaken = /in use|bind/i.test(this.proc.tail());
+        await this.proc.kill();
+        if (!(firstStart && portTaken && attempt < 3)) throw err;
+        this.port = await freePort();
+        this.url = `http://127.0.0.1:${this.port}`;
+      }
+    }
   }
 
   // "The test upstream is stopped": its call count so far is kept for totalCalls().
@@ -498,6 +511,17 @@ export class Tollgate {
   }
 }
 
+// Stand-alone starters, for tests that arrange processes themselves (most use Harness).
+export async function startFakeExa({ dir, port } = {}) {
+  return new FakeExa(dir ?? await makeTempDir(), port ?? await freePort()).start();
+}
+
+// options as for new Tollgate(); dir defaults to a new temp directory.
+export async function startTollgate(options) {
+  const tg = new Tollgate({ ...options, dir: options.dir ?? await makeTempDir() });
+  return tg.start();
+}
+
 // Runs the tollgate binary to completion (sub-commands other than serve / fake-exa).
 export function runTollgate(args, { env = {}, timeoutMs = 60_000 } = {}) {
   return new Promise((resolve) => {
@@ -628,6 +652,10 @@ export class Harness {
   }
 
   async start() {
+    assert.ok(fs.existsSync(TOLLGATE_BIN), `no tollgate binary at ${TOLLGATE_BIN} (build it, or set TOLLGATE_BIN)`);
+    if (this.options.clock !== null && this.options.clock !== undefined) {
+      assert.ok(fs.existsSync(FAKETIME_LIB), `no ${FAKETIME_LIB}: install the Debian package faketime`);
+    }
     this.dir = await makeTempDir();
     this.fake = await new FakeExa(this.dir, await freePort()).start();
     this.tollgate = new Tollgate({ ...this.options, dir: this.dir, upstreamUrl: this.fake.url });
