@@ -1,8 +1,7 @@
 // tollgate: a metering proxy for paid APIs (first upstream: Exa web search).
 #include <CLI/CLI.hpp>
 
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
+#include "common/log.h"
 
 #include "cli/admin_cli.h"
 #include "cli/commands.h"
@@ -10,10 +9,7 @@
 int main(int argc, char** argv) {
   using namespace tollgate;
   // Logs are JSON lines on stderr; level from TOLLGATE_LOG_LEVEL (default info).
-  auto logger = spdlog::stderr_logger_mt("tollgate");
-  logger->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":%v})", spdlog::pattern_time_type::utc);
-  spdlog::set_default_logger(logger);
-  if (const char* lvl = std::getenv("TOLLGATE_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(lvl));
+  log::init();
 
   CLI::App app{"tollgate: a metering proxy for paid APIs, with free monthly allowances and prepaid credits"};
   app.require_subcommand(1);

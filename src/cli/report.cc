@@ -1,7 +1,6 @@
 #include <boost/json.hpp>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "common/ids.h"

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "fake_exa/fake_exa.h"
 #include "http/admin_handler.h"
 #include "http/client.h"
@@ -40,13 +40,16 @@ asio::awaitable<void> hold_recovery_loop(const Config& config, storage::Store& s
     Status s = co_await storage::async_run(store, std::move(op));
     if (!s.ok()) {
       metrics.add("tollgate_store_errors_total", "op=\"recover\"");
-      spdlog::error(R"({{"event":"hold_recovery_failed","error":"{}"}})", s.message());
+      log::Event("hold_recovery_failed").str("error", s.message()).emit(log::Level::kError);
     }
     for (const auto& row : resolved) {
       metrics.add("tollgate_recovered_holds_total", fmt::format("policy=\"{}\"", row.cost_source));
       metrics.add("tollgate_cost_microdollars_total", fmt::format("source=\"{}\"", row.cost_source), row.cost.value());
-      spdlog::warn(R"({{"event":"hold_recovered","request_id":"{}","cost_microdollars":{},"cost_source":"{}"}})",
-                   row.request_id, row.cost.value(), row.cost_source);
+      log::Event("hold_recovered")
+          .str("request_id", row.request_id)
+          .num("cost_microdollars", row.cost.value())
+          .str("cost_source", row.cost_source)
+          .emit(log::Level::kWarn);
     }
     if (s.ok() && resolved.size() == 500) continue;  // more are waiting
     timer.expires_after(interval);
@@ -60,35 +63,35 @@ asio::awaitable<void> hold_recovery_loop(const Config& config, storage::Store& s
 int serve(const ConfigOverrides& overrides) {
   auto config_r = load_config(overrides);
   if (!config_r.ok()) {
-    spdlog::critical("{}", config_r.status().message());
+    log::text(log::Level::kCritical, config_r.status().message());
     return 2;
   }
   const Config config = std::move(config_r.value());
   if (Status s = validate_config(config); !s.ok()) {
-    spdlog::critical("{}", s.message());
+    log::text(log::Level::kCritical, s.message());
     return 2;
   }
   auto upstream_url = http::Url::parse(config.upstream_url);
   if (!upstream_url.ok()) {
-    spdlog::critical("[upstream] url: {}", upstream_url.status().message());
+    log::text(log::Level::kCritical, "[upstream] url: " + upstream_url.status().message());
     return 2;
   }
   if (config.upstream_api_key.empty()) {
     if (upstream_url->host == "api.exa.ai") {
-      spdlog::critical("EXA_API_KEY is not set: the upstream is Exa's own API, which needs the operator's key");
+      log::text(log::Level::kCritical, "EXA_API_KEY is not set: the upstream is Exa's own API, which needs the operator's key");
       return 2;
     }
-    spdlog::warn("EXA_API_KEY is not set; the upstream gets an empty x-api-key");
+    log::text(log::Level::kWarn, "EXA_API_KEY is not set; the upstream gets an empty x-api-key");
   }
   if (config.admin_token.empty()) {
-    spdlog::warn("TOLLGATE_ADMIN_TOKEN is not set: the admin API refuses every call (401)");
+    log::text(log::Level::kWarn, "TOLLGATE_ADMIN_TOKEN is not set: the admin API refuses every call (401)");
   }
   storage::StoreOptions so;
   so.durable_power = config.durability == Durability::kPower;
   so.batch_max = config.store_batch_max;
   auto store_r = storage::open_store(config.database_url, so);
   if (!store_r.ok()) {
-    spdlog::critical("{}", store_r.status().message());
+    log::text(log::Level::kCritical, store_r.status().message());
     return 2;
   }
   auto& store = *store_r.value();
@@ -110,11 +113,11 @@ int serve(const ConfigOverrides& overrides) {
   http::Server proxy_server(io, po, proxy);
   http::Server admin_server(io, ao, admin);
   if (Status s = proxy_server.start(); !s.ok()) {
-    spdlog::critical("{}", s.message());
+    log::text(log::Level::kCritical, s.message());
     return 2;
   }
   if (Status s = admin_server.start(); !s.ok()) {
-    spdlog::critical("{}", s.message());
+    log::text(log::Level::kCritical, s.message());
     return 2;
   }
   bool stopping = false;
@@ -123,7 +126,7 @@ int serve(const ConfigOverrides& overrides) {
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    spdlog::info(R"({{"event":"shutdown","signal":{},"in_flight":{}}})", sig, proxy_server.in_flight());
+    log::Event("shutdown").num("signal", sig).num("in_flight", proxy_server.in_flight()).emit(log::Level::kInfo);
     stopping = true;
     proxy_server.stop();
     admin_server.stop();
@@ -138,25 +141,28 @@ int serve(const ConfigOverrides& overrides) {
       io.stop();
     }, asio::detached);
   });
-  spdlog::info(R"({{"event":"listening","proxy":"{}:{}","admin":"{}:{}","database":"{}","upstream":"{}"}})",
-               config.listen.substr(0, config.listen.rfind(':')), proxy_server.port(),
-               config.admin_listen.substr(0, config.admin_listen.rfind(':')), admin_server.port(),
-               config.database_url, config.upstream_url);
+  log::Event("listening")
+      .str("proxy", config.listen.substr(0, config.listen.rfind(':')) + ":" + std::to_string(proxy_server.port()))
+      .str("admin", config.admin_listen.substr(0, config.admin_listen.rfind(':')) + ":" +
+                        std::to_string(admin_server.port()))
+      .str("database", config.database_url)
+      .str("upstream", config.upstream_url)
+      .emit(log::Level::kInfo);
   io.run();
   store.shutdown();
-  spdlog::info("{}", R"({"event":"stopped"})");
+  log::Event("stopped").emit(log::Level::kInfo);
   return 0;
 }
 
 int migrate(const ConfigOverrides& overrides) {
   auto config = load_config(overrides);
   if (!config.ok()) {
-    spdlog::critical("{}", config.status().message());
+    log::text(log::Level::kCritical, config.status().message());
     return 2;
   }
   auto store = storage::open_store(config->database_url, storage::StoreOptions{});
   if (!store.ok()) {
-    spdlog::critical("{}", store.status().message());
+    log::text(log::Level::kCritical, store.status().message());
     return 2;
   }
   fmt::print("database {} is migrated to the latest schema\n", config->database_url);
@@ -171,12 +177,12 @@ int fake_exa(const std::string& listen) {
   o.body_bytes_max = 8 * 1024 * 1024;
   http::Server server(io, o, handler);
   if (Status s = server.start(); !s.ok()) {
-    spdlog::critical("{}", s.message());
+    log::text(log::Level::kCritical, s.message());
     return 2;
   }
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
-  spdlog::info(R"({{"event":"listening","fake_exa":"{}","port":{}}})", listen, server.port());
+  log::Event("listening").str("fake_exa", listen).num("port", server.port()).emit(log::Level::kInfo);
   io.run();
   return 0;
 }

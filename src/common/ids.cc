@@ -80,7 +80,7 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 std::optional<ParsedApiKey> parse_api_key(std::string_view token) {
-  // tg_<16 hex id>_<64 hex secret>
+  // tg_<key id>_<64 hex secret>, key ids being key_<16 hex>
   if (token.size() > 256 || !token.starts_with("tg_")) return std::nullopt;
   auto rest = token.substr(3);
   auto sep = rest.rfind('_');  // key ids may hold '_'; the hex secret never does

@@ -136,6 +136,10 @@ Result<Config> load_config(const ConfigOverrides& o) {
 }
 
 Status validate_config(const Config& c) {
+  constexpr int64_t kDayMs = 86'400'000;
+  if (c.upstream_timeout_ms > kDayMs || c.hold_timeout_ms > 7 * kDayMs) {
+    return InvalidArgument("config: [upstream] timeout_ms must be at most a day and [holds] timeout_ms at most a week");
+  }
   if (c.hold_timeout_ms <= c.upstream_timeout_ms) {
     return InvalidArgument(fmt::format(
         "config: [holds] timeout_ms ({}) must exceed [upstream] timeout_ms ({}), or holds of "

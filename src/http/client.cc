@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
+#include <sys/socket.h>
 #include <fmt/format.h>
 #include <variant>
 
@@ -38,13 +40,20 @@ Result<Url> Url::parse(const std::string& text) {
   std::string hostport = rest.substr(0, slash);
   u.base_path = slash == std::string::npos ? "" : rest.substr(slash);
   while (!u.base_path.empty() && u.base_path.back() == '/') u.base_path.pop_back();
-  auto colon = hostport.rfind(':');
-  if (colon != std::string::npos && hostport.find(']') == std::string::npos) {
+  u.port = u.tls ? "443" : "80";
+  if (hostport.starts_with('[')) {  // [v6]:port
+    auto close = hostport.find(']');
+    if (close == std::string::npos) return InvalidArgument("url has an unclosed '[': '" + text + "'");
+    u.host = hostport.substr(1, close - 1);
+    if (close + 1 < hostport.size()) {
+      if (hostport[close + 1] != ':') return InvalidArgument("url has junk after ']': '" + text + "'");
+      u.port = hostport.substr(close + 2);
+    }
+  } else if (auto colon = hostport.rfind(':'); colon != std::string::npos) {
     u.host = hostport.substr(0, colon);
     u.port = hostport.substr(colon + 1);
   } else {
     u.host = hostport;
-    u.port = u.tls ? "443" : "80";
   }
   if (u.host.empty() || u.port.empty()) return InvalidArgument("url has no host: '" + text + "'");
   return u;
@@ -75,6 +84,22 @@ struct UpstreamClient::Impl : std::enable_shared_from_this<UpstreamClient::Impl>
   std::deque<std::unique_ptr<PlainStream>> plain_pool;
   std::deque<std::unique_ptr<TlsStream>> tls_pool;
 
+  // Idle keep-alive connections older than this are not reused: servers close
+  // idle connections after a while, and a request must not race that close.
+  static constexpr auto kIdleMax = std::chrono::seconds(15);
+  std::map<const beast::tcp_stream*, std::chrono::steady_clock::time_point> idle_since;
+
+  bool usable(beast::tcp_stream& s) {
+    auto it = idle_since.find(&s);
+    bool fresh = it != idle_since.end() && std::chrono::steady_clock::now() - it->second < kIdleMax;
+    if (it != idle_since.end()) idle_since.erase(it);
+    if (!fresh || !s.socket().is_open()) return false;
+    // Nothing may be readable on an idle connection; 0 bytes means the peer closed it.
+    char probe;
+    ssize_t n = ::recv(s.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
   asio::awaitable<void> connect(beast::tcp_stream& s, beast::error_code& ec) {
     tcp::resolver resolver(io);
     auto results = co_await resolver.async_resolve(base.host, base.port, asio::redirect_error(asio::use_awaitable, ec));
@@ -94,17 +119,23 @@ struct UpstreamClient::Impl : std::enable_shared_from_this<UpstreamClient::Impl>
     req.prepare_payload();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 
-    // A pooled connection may have been closed by the peer; a failed write on
-    // a reused connection is retried once on a fresh one (nothing was read,
-    // so the upstream did not answer this request on the old one).
+    // A pooled connection may have been closed by the peer. Such connections
+    // are dropped before use (idle too long, or the peer's FIN already read);
+    // a write that fails on a reused connection is retried once on a fresh
+    // one. Once a request is written it is never sent again: the upstream may
+    // have run (and billed) it.
     for (int attempt = 0; attempt < 2; ++attempt) {
       std::unique_ptr<Stream> s;
       bool reused = false;
-      if (!pool.empty()) {
-        s = std::move(pool.back());
+      while (!pool.empty() && !s) {
+        auto idle = std::move(pool.back());
         pool.pop_back();
-        reused = true;
-      } else {
+        if (usable(lowest(*idle))) {
+          s = std::move(idle);
+          reused = true;
+        }
+      }
+      if (!s) {
         if constexpr (std::is_same_v<Stream, TlsStream>) {
           s = std::make_unique<Stream>(io, tls_ctx);
         } else {
@@ -152,11 +183,6 @@ struct UpstreamClient::Impl : std::enable_shared_from_this<UpstreamClient::Impl>
         co_return out;
       }
       if (ec) {
-        if (reused && ec != beast::error::timeout && ec != bhttp::error::partial_message &&
-            buffer.size() == 0 && (ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
-                                   ec == asio::error::eof)) {
-          continue;  // stale keep-alive connection closed before answering
-        }
         out.outcome = ec == beast::error::timeout ? ClientResponse::Outcome::kTimeout
                                                   : ClientResponse::Outcome::kUnreachable;
         out.error = ec.message();
@@ -169,6 +195,7 @@ struct UpstreamClient::Impl : std::enable_shared_from_this<UpstreamClient::Impl>
       out.body = std::move(msg.body());
       if (msg.keep_alive() && pool.size() < pool_max) {
         lowest(*s).expires_never();
+        idle_since[&lowest(*s)] = std::chrono::steady_clock::now();
         pool.push_back(std::move(s));
       }
       co_return out;

@@ -6,9 +6,9 @@
 
 #include <chrono>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "common/ids.h"
+#include "common/log.h"
 #include "exa/exa.h"
 #include "ledger/operations.h"
 #include "storage/async.h"
@@ -84,6 +84,7 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
   }
   const std::string sub(path.substr(kPrefix.size()));
   const Timestamp arrived = clock_.now();
+  const auto arrived_steady = std::chrono::steady_clock::now();
 
   // Validation that needs no store, in SPEC order; reported after auth.
   std::optional<Response> prevalidation;
@@ -149,7 +150,7 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
     if (!s.ok()) {
       metrics_.add("tollgate_store_errors_total", "op=\"admit\"");
       metrics_.add("tollgate_refusals_total", "reason=\"store_unavailable\"");
-      spdlog::error(R"({{"event":"admit_failed","request_id":"{}","error":"{}"}})", in.request_id, s.message());
+      log::Event("admit_failed").str("request_id", in.request_id).str("error", s.message()).emit(log::Level::kError);
       co_return error_json(503, "the accounting store is unavailable; the request was not forwarded");
     }
   }
@@ -220,10 +221,11 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
     metrics_.add("tollgate_estimate_charged_total", "reason=\"too_large\"");
   }
 
-  // Settle, retrying store failures within the hold's time-out.
+  // Settle, retrying store failures while the hold is still ours: past its
+  // time-out the recovery policy resolves it instead.
   ledger::SettleOutcome settled;
   Status s;
-  auto retry_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.hold_timeout_ms / 2);
+  auto retry_deadline = arrived_steady + std::chrono::milliseconds(config_.hold_timeout_ms * 3 / 4);
   for (int attempt = 0;; ++attempt) {
     settle_in.settled_at = clock_.now();
     storage::Operation op = ledger::settle(settle_in, settled);
@@ -267,14 +269,23 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
                  settled.row.cost.value());
   } else {
     res.set("x-tollgate-settlement", "pending");
-    spdlog::error(R"({{"event":"settle_failed","request_id":"{}","error":"{}"}})", in.request_id, s.message());
+    log::Event("settle_failed").str("request_id", in.request_id).str("error", s.message()).emit(log::Level::kError);
   }
   metrics_.add("tollgate_requests_total", fmt::format("path=\"{}\",status=\"{}\"", sub, res.status));
-  spdlog::info(
-      R"({{"event":"request","request_id":"{}","user":"{}","context":"{}","path":"{}","upstream":"{}","status":{},"cost_microdollars":{},"free_microdollars":{},"charged_microdollars":{},"cost_source":"{}"}})",
-      in.request_id, admit.user_id, admit.context, sub, outcome_label(up.outcome), res.status,
-      settle_in.cost.value(), s.ok() ? settled.row.free.value() : 0, s.ok() ? settled.row.charged.value() : 0,
-      settle_in.cost_source);
+  if (log::enabled(log::Level::kInfo)) {
+    log::Event("request")
+        .str("request_id", in.request_id)
+        .str("user", admit.user_id)
+        .str("context", admit.context)
+        .str("path", sub)
+        .str("upstream", outcome_label(up.outcome))
+        .num("status", res.status)
+        .num("cost_microdollars", settle_in.cost.value())
+        .num("free_microdollars", s.ok() ? settled.row.free.value() : 0)
+        .num("charged_microdollars", s.ok() ? settled.row.charged.value() : 0)
+        .str("cost_source", settle_in.cost_source)
+        .emit(log::Level::kInfo);
+  }
   co_return res;
 }
 

@@ -10,7 +10,7 @@
 
 #include <chrono>
 #include <list>
-#include <spdlog/spdlog.h>
+#include "common/log.h"
 
 namespace tollgate::http {
 
@@ -26,10 +26,11 @@ bool split_host_port(const std::string& address, std::string& host, std::string&
   port = address.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (host.empty()) host = "0.0.0.0";
+  if (port.size() > 5) return false;
   for (char c : port) {
     if (c < '0' || c > '9') return false;
   }
-  return port.size() <= 5;
+  return std::stoi(port) <= 65535;
 }
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
@@ -52,7 +53,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
-        spdlog::warn("accept failed: {}", ec.message());
+        log::Event("accept_failed").str("error", ec.message()).emit(log::Level::kWarn);
         continue;
       }
       if (connections.load() >= options.connections_max) {

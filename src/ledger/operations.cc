@@ -93,8 +93,9 @@ storage::Operation admit(const Config& config, const AdmitInput& in, AdmitOutcom
     out.monthly_allowance = allowance.allowance;
     out.free_used = allowance.free_used;
     out.balance = balance;
-    bool admitted = config.admission_policy == AdmissionPolicy::kAnyRemaining ? fig.available > kZero
-                                                                             : fig.available >= in.estimate;
+    // Nothing is admitted while available <= 0, whatever the policy and estimate.
+    bool admitted = fig.available > kZero &&
+                    (config.admission_policy == AdmissionPolicy::kAnyRemaining || fig.available >= in.estimate);
     if (!admitted) {
       out.result = AdmitResult::kInsufficient;
       out.free_remaining_below_estimate = fig.available > kZero;

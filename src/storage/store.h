@@ -212,8 +212,6 @@ class Store {
   virtual void submit(Operation op, std::function<void(Status)> done) = 0;
   // Blocking convenience for the command line and tests.
   virtual Status run(Operation op) = 0;
-  // True if the store answers (for /readyz).
-  virtual bool healthy() = 0;
   virtual void shutdown() = 0;
 };
 

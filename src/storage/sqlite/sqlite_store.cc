@@ -576,11 +576,6 @@ class SqliteStore final : public Store {
     return f.get();
   }
 
-  bool healthy() override {
-    Status s = run([](Transaction& tx) { return tx.get_user("").status(); });
-    return s.ok();
-  }
-
   void shutdown() override {
     {
       std::lock_guard lk(mu_);
@@ -595,13 +590,26 @@ class SqliteStore final : public Store {
     TG_TRY(tx_.exec_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         "applied_at_us INTEGER NOT NULL)"));
-    for (const auto& m : sqlite_schema::kMigrations) {
+    int current = 0;
+    {
       sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(db_, "SELECT 1 FROM schema_migrations WHERE version = ?", -1, &st, nullptr);
-      sqlite3_bind_int(st, 1, m.version);
-      bool applied = sqlite3_step(st) == SQLITE_ROW;
+      if (sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1, &st, nullptr) !=
+              SQLITE_OK ||
+          sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return sqlite_error(db_, "reading schema_migrations");
+      }
+      current = sqlite3_column_int(st, 0);
       sqlite3_finalize(st);
-      if (applied) continue;
+    }
+    const int latest = sqlite_schema::kMigrations.back().version;
+    if (current > latest) {
+      return Internal(fmt::format("the database schema is at version {}, newer than this tollgate knows ({}); "
+                                  "use a newer tollgate",
+                                  current, latest));
+    }
+    for (const auto& m : sqlite_schema::kMigrations) {
+      if (m.version <= current) continue;
       TG_TRY(tx_.exec_sql("BEGIN IMMEDIATE"));
       Status s = tx_.exec_sql(std::string(m.sql).c_str());
       if (s.ok()) {
@@ -638,11 +646,11 @@ class SqliteStore final : public Store {
     TG_TRY(tx_.exec_sql("BEGIN IMMEDIATE"));
     Status s = guarded(op, tx_);
     if (!s.ok()) {
-      (void)tx_.exec_sql("ROLLBACK");
+      if (!sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
       return s;
     }
     Status c = tx_.exec_sql("COMMIT");
-    if (!c.ok()) (void)tx_.exec_sql("ROLLBACK");
+    if (!c.ok() && !sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
     return c;
   }
 
@@ -682,17 +690,21 @@ class SqliteStore final : public Store {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       Status sp = tx_.exec_sql("SAVEPOINT op");
-      if (!sp.ok()) {
-        results[i] = sp;
-        continue;
+      if (sp.ok()) {
+        results[i] = guarded(batch[i].op, tx_);
+        if (!results[i].ok()) (void)tx_.exec_sql("ROLLBACK TO op");
+        (void)tx_.exec_sql("RELEASE op");
       }
-      results[i] = guarded(batch[i].op, tx_);
-      if (!results[i].ok()) (void)tx_.exec_sql("ROLLBACK TO op");
-      (void)tx_.exec_sql("RELEASE op");
+      // Some errors (I/O, disk full) make SQLite roll back the whole
+      // transaction: nothing of this batch is written, so run each alone.
+      if (!sp.ok() || sqlite3_get_autocommit(db_)) {
+        for (size_t j = 0; j < batch.size(); ++j) results[j] = run_alone(batch[j].op);
+        return;
+      }
     }
     Status c = tx_.exec_sql("COMMIT");
     if (c.ok()) return;
-    (void)tx_.exec_sql("ROLLBACK");
+    if (!sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
     for (size_t i = 0; i < batch.size(); ++i) results[i] = run_alone(batch[i].op);
   }
 
