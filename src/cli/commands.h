@@ -16,7 +16,7 @@ struct ReportOptions {
   std::string format = "table";  // table | csv | json
 };
 // Exit 0: no drift; 1: drift; 2: error.
-int recompute(const ConfigOverrides& overrides, const std::string& owner);
+int recompute(const ConfigOverrides& overrides, const std::string& owner, bool fix);
 int report(const ConfigOverrides& overrides, const ReportOptions& options);
 
 }  // namespace tollgate::cli

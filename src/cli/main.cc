@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   auto* recompute = app.add_subcommand("recompute", "rebuild balances and counters from the records; report drift");
   add_db(recompute);
   recompute->add_option("--owner", recompute_owner, "only this owner: user:ID or org:ID");
+  bool recompute_fix = false;
+  recompute->add_flag("--fix", recompute_fix,
+                      "write each drift as an adjustment entry and correct the stored figure (needs write access: "
+                      "with SQLite, stop the server or use POST /admin/v1/recompute {\"fix\":true})");
 
   cli::ReportOptions ro;
   auto* report = app.add_subcommand("report", "usage per user and context for a month");
@@ -52,6 +56,6 @@ int main(int argc, char** argv) {
   if (fake->parsed()) return cli::fake_exa(fake_listen);
   if (admin->parsed()) return run_admin();
   if (report->parsed()) return cli::report(o, ro);
-  if (recompute->parsed()) return cli::recompute(o, recompute_owner);
+  if (recompute->parsed()) return cli::recompute(o, recompute_owner, recompute_fix);
   return 2;
 }

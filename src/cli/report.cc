@@ -79,7 +79,7 @@ int report(const ConfigOverrides& overrides, const ReportOptions& options) {
   return 0;
 }
 
-int recompute(const ConfigOverrides& overrides, const std::string& owner) {
+int recompute(const ConfigOverrides& overrides, const std::string& owner, bool fix) {
   if (!owner.empty() && !Owner::parse(owner)) {
     fmt::print(stderr, "error: --owner must be user:<id> or org:<id>\n");
     return 2;
@@ -90,7 +90,7 @@ int recompute(const ConfigOverrides& overrides, const std::string& owner) {
     return 2;
   }
   storage::StoreOptions so;
-  so.read_only = true;  // checking only: may run beside a serving process
+  so.read_only = !fix;  // checking only may run beside a serving process; fixing writes
   auto store = storage::open_store(config->database_url, so);
   if (!store.ok()) {
     fmt::print(stderr, "error: {}\n", store.status().message());
@@ -98,13 +98,14 @@ int recompute(const ConfigOverrides& overrides, const std::string& owner) {
   }
   ledger::RecomputeReport report;
   Status s = store.value()->run(ledger::recompute(owner.empty() ? std::nullopt : std::optional<std::string>(owner),
-                                                  SystemClock().now(), report));
+                                                  SystemClock().now(), fix, report));
   if (!s.ok()) {
     fmt::print(stderr, "error: {}\n", s.message());
     return 2;
   }
   fmt::print("{}\n", ledger::recompute_report_json(report));
-  return report.drift.empty() ? 0 : 1;
+  // After --fix the adjustments are written: the books balance again.
+  return report.drift.empty() || fix ? 0 : 1;
 }
 
 }  // namespace tollgate::cli

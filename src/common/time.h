@@ -15,6 +15,8 @@ struct Timestamp {
   auto operator<=>(const Timestamp&) const = default;
 };
 
+inline Timestamp max_time(Timestamp a, Timestamp b) { return a < b ? b : a; }
+
 // A UTC calendar month: [first day 00:00Z, first day of next month 00:00Z).
 struct Month {
   int year = 1970;

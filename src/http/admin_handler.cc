@@ -462,13 +462,20 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     auto owner = opt_string(*body, "owner");
     if (!owner.ok()) co_return from_status(owner.status());
     if (*owner && !Owner::parse(**owner)) co_return error_json(400, "'owner' must be user:<id> or org:<id>");
+    bool fix = false;
+    if (auto* f = body->if_contains("fix")) {
+      if (!f->is_bool()) co_return error_json(400, "'fix' must be true or false");
+      fix = f->as_bool();
+    }
     ledger::RecomputeReport report;
-    storage::Operation op = ledger::recompute(*owner, now, report);
+    storage::Operation op = ledger::recompute(*owner, now, fix, report);
     Status s = co_await run(std::move(op));
     if (!s.ok()) co_return from_status(s);
-    int64_t drift_total = 0;
-    for (const auto& d : report.drift) drift_total += std::llabs(d.stored.value() - d.recomputed.value());
-    metrics_.set("tollgate_ledger_drift_microdollars", "", drift_total);
+    if (!*owner && !fix) {
+      int64_t drift_total = 0;
+      for (const auto& d : report.drift) drift_total += std::llabs(d.stored.value() - d.recomputed.value());
+      metrics_.set("tollgate_ledger_drift_microdollars", "", drift_total);
+    }
     co_return Response::json(200, ledger::recompute_report_json(report));
   }
   co_return error_json(404, fmt::format("no admin route for '{}'", req.path().substr(0, 200)));

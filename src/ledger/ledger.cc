@@ -44,6 +44,69 @@ Microdollars draw(std::vector<storage::GrantRow>& grants, Microdollars amount, T
   return amount;
 }
 
+void apply_due_grant_events(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp now,
+                            const std::vector<Timestamp>& hold_arrivals, DueEffects& effects) {
+  struct Due {
+    Timestamp at;
+    int kind;  // 0: expiry, 1: taking effect
+    size_t index;
+  };
+  std::vector<Due> due;
+  for (size_t i = 0; i < grants.size(); ++i) {
+    const auto& g = grants[i];
+    if (!g.activated && g.effective_at <= now) due.push_back({g.effective_at, 1, i});
+    if (g.expires_at && !g.expiry_recorded_at && *g.expires_at <= now) due.push_back({*g.expires_at, 0, i});
+  }
+  std::sort(due.begin(), due.end(), [&](const Due& a, const Due& b) {
+    if (a.at != b.at) return a.at < b.at;
+    if (a.kind != b.kind) return a.kind < b.kind;
+    return grants[a.index].id < grants[b.index].id;
+  });
+  for (const auto& d : due) {
+    auto& g = grants[d.index];
+    if (d.kind == 1) {
+      g.activated = true;
+      Microdollars take = min(debt, g.remaining);
+      g.remaining -= take;
+      debt -= take;
+    } else {
+      bool blocked = std::any_of(hold_arrivals.begin(), hold_arrivals.end(),
+                                 [&](Timestamp arrival) { return arrival < *g.expires_at; });
+      if (blocked) continue;
+      g.expired += g.remaining;
+      effects.expiries.push_back(storage::ExpiryRow{g.id, g.owner, g.remaining, *g.expires_at, now});
+      g.remaining = kZero;
+      g.expiry_recorded_at = now;
+    }
+    effects.touched.push_back(d.index);
+    effects.latest_event = max_time(effects.latest_event, d.at);
+  }
+}
+
+void repay_from_later_grants(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp arrival,
+                             Timestamp now, std::vector<size_t>& touched) {
+  if (debt == kZero) return;
+  std::vector<size_t> order;
+  for (size_t i = 0; i < grants.size(); ++i) {
+    const auto& g = grants[i];
+    if (g.activated && !g.expiry_recorded_at && arrival < g.effective_at && g.effective_at <= now &&
+        g.remaining > kZero) {
+      order.push_back(i);
+    }
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (grants[a].effective_at != grants[b].effective_at) return grants[a].effective_at < grants[b].effective_at;
+    return grants[a].id < grants[b].id;
+  });
+  for (size_t i : order) {
+    if (debt == kZero) break;
+    Microdollars take = min(debt, grants[i].remaining);
+    grants[i].remaining -= take;
+    debt -= take;
+    touched.push_back(i);
+  }
+}
+
 Microdollars unheld_free(const storage::AllowanceRow& a) {
   return max(kZero, a.allowance - a.free_used - a.free_held);
 }

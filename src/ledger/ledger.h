@@ -27,6 +27,24 @@ Microdollars balance_at(const std::vector<storage::GrantRow>& grants, Microdolla
 Microdollars draw(std::vector<storage::GrantRow>& grants, Microdollars amount, Timestamp t,
                   std::vector<size_t>& touched);
 
+// Applies, in time order, the grant events due by `now`: grants taking effect
+// (each repays debt before anything else) and expiries (the remainder at
+// expires_at expires, recorded once). An expiry waits while a hold that
+// arrived before it is outstanding (`hold_arrivals`): that request may still
+// draw from the grant. At one instant expiries come before grants.
+struct DueEffects {
+  std::vector<size_t> touched;             // indices of changed grants
+  std::vector<storage::ExpiryRow> expiries;  // expiries recorded now
+  Timestamp latest_event;                  // latest event time applied
+};
+void apply_due_grant_events(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp now,
+                            const std::vector<Timestamp>& hold_arrivals, DueEffects& effects);
+
+// Usage timed at `arrival` that left debt is repaid by grants that took
+// effect after it arrived (a chronological replay applies them later).
+void repay_from_later_grants(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp arrival,
+                             Timestamp now, std::vector<size_t>& touched);
+
 // Free allowance not yet used or held: max(0, A − F − free held).
 Microdollars unheld_free(const storage::AllowanceRow& a);
 

@@ -5,6 +5,7 @@
 
 #include "common/ids.h"
 #include "ledger/ledger.h"
+#include "ledger/recompute.h"
 
 namespace tollgate::ledger {
 
@@ -15,20 +16,46 @@ namespace {
 Result<storage::AccountRow> account_or_create(Transaction& tx, const std::string& owner, Timestamp now) {
   TG_ASSIGN(auto acc, tx.get_account(owner));
   if (acc) return *acc;
-  storage::AccountRow row{owner, kZero, kZero, now};
+  storage::AccountRow row{owner, kZero, kZero, now, Timestamp{}};
   TG_TRY(tx.insert_account(row));
   return row;
 }
 
-// Repays debt from grants live at t (a grant repays debt before anything else).
-Status repay_debt(Transaction& tx, storage::AccountRow& acc, std::vector<storage::GrantRow>& grants, Timestamp t) {
-  if (acc.debt == kZero) return Status::Ok();
-  std::vector<size_t> touched;
-  Microdollars left = draw(grants, acc.debt, t, touched);
-  if (touched.empty()) return Status::Ok();
-  acc.debt = left;
-  for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
-  return tx.update_account(acc);
+// Brings an owner's stored grants up to `now` before anything reads or spends
+// them: grants that took effect repay debt, due expiries are recorded. So an
+// expired credit is never spendable, whether or not the sweep has run.
+Status apply_due(Transaction& tx, storage::AccountRow& acc, std::vector<storage::GrantRow>& grants, Timestamp now) {
+  bool activation_due = false, expiry_due = false;
+  for (const auto& g : grants) {
+    activation_due |= !g.activated && g.effective_at <= now;
+    expiry_due |= g.expires_at && !g.expiry_recorded_at && *g.expires_at <= now;
+  }
+  if (!activation_due && !expiry_due) return Status::Ok();
+  std::vector<Timestamp> arrivals;
+  if (expiry_due) {
+    TG_ASSIGN(auto holds, tx.list_holds_for_owner(acc.owner));
+    for (const auto& h : holds) arrivals.push_back(h.arrived_at);
+  }
+  DueEffects fx;
+  fx.latest_event = acc.latest_event_at;
+  Microdollars debt = acc.debt;
+  apply_due_grant_events(grants, debt, now, arrivals, fx);
+  for (size_t i : fx.touched) TG_TRY(tx.update_grant(grants[i]));
+  for (const auto& e : fx.expiries) TG_TRY(tx.upsert_expiry(e));
+  if (debt != acc.debt || fx.latest_event != acc.latest_event_at) {
+    acc.debt = debt;
+    acc.latest_event_at = fx.latest_event;
+    TG_TRY(tx.update_account(acc));
+  }
+  return Status::Ok();
+}
+
+// An admin entry dated before the owner's latest applied event: rebuild the
+// owner's stored state from the records, as recompute does.
+Status rebuild_owner(Transaction& tx, const std::string& owner, Timestamp now) {
+  OwnerReplay replay;
+  TG_TRY(replay_owner(tx, owner, now, replay));
+  return write_owner_state(tx, owner, replay);
 }
 
 }  // namespace
@@ -88,6 +115,7 @@ storage::Operation admit(const Config& config, const AdmitInput& in, AdmitOutcom
                                      in.arrived_at};
     TG_ASSIGN(auto acc, account_or_create(tx, out.owner, in.arrived_at));
     TG_ASSIGN(auto grants, tx.list_grants(out.owner));
+    TG_TRY(apply_due(tx, acc, grants, in.arrived_at));
     Microdollars balance = balance_at(grants, acc.debt, in.arrived_at);
     AdmissionFigures fig = admission_figures(unheld_free(allowance), balance, acc.held);
     out.monthly_allowance = allowance.allowance;
@@ -156,18 +184,19 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
     TG_TRY(tx.update_allowance(allowance));
 
     TG_ASSIGN(auto acc, account_or_create(tx, h.owner, in.settled_at));
+    TG_ASSIGN(auto grants, tx.list_grants(h.owner));
+    TG_TRY(apply_due(tx, acc, grants, in.settled_at));  // this hold still defers expiries it may draw on
     assert(acc.held >= h.credit_held);
     acc.held -= h.credit_held;
-    TG_ASSIGN(auto grants, tx.list_grants(h.owner));
     std::vector<size_t> touched;
     // Usage is timed by the request's arrival, not by when it settles.
-    Microdollars uncovered = draw(grants, split.charged, h.arrived_at, touched);
-    acc.debt += uncovered;
-    for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
-    TG_TRY(tx.update_account(acc));
+    acc.debt += draw(grants, split.charged, h.arrived_at, touched);
     // A grant that took effect after this request arrived repays what it left
     // as debt, as a chronological replay would.
-    TG_TRY(repay_debt(tx, acc, grants, in.settled_at));
+    repay_from_later_grants(grants, acc.debt, h.arrived_at, in.settled_at, touched);
+    acc.latest_event_at = max_time(acc.latest_event_at, h.arrived_at);
+    for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
+    TG_TRY(tx.update_account(acc));
 
     TG_TRY(tx.add_to_counter(storage::CounterRow{h.user_id, h.context, h.month, 1, in.cost, split.free,
                                                  split.charged}));
@@ -176,6 +205,7 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
                                 in.cost,      split.free,    split.charged,    in.cost_source};
     TG_TRY(tx.insert_audit(out.row));
     TG_TRY(tx.delete_hold(h.request_id));
+    TG_TRY(apply_due(tx, acc, grants, in.settled_at));  // expiries this hold was holding back
   }
   // Receipt figures, after this settlement.
   TG_ASSIGN(auto lock, tx.get_allowance(out.row.user_id, out.row.month));
@@ -245,8 +275,13 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
     g.request_fingerprint = in.request_fingerprint;
     g.created_at = in.now;
     TG_TRY(tx.insert_grant(g));
+    if (g.effective_at < acc->latest_event_at) {
+      TG_TRY(rebuild_owner(tx, in.owner, in.now));  // backdated
+    } else {
+      TG_ASSIGN(auto grants, tx.list_grants(in.owner));
+      TG_TRY(apply_due(tx, *acc, grants, in.now));
+    }
     TG_ASSIGN(auto grants, tx.list_grants(in.owner));
-    TG_TRY(repay_debt(tx, *acc, grants, in.now));
     for (const auto& row : grants) {
       if (row.id == g.id) out.grant = row;
     }
@@ -271,13 +306,19 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
       out.row = storage::ExternalUsageRow{"usage_" + random_hex(8), in.owner, Microdollars(in.amount_microdollars),
                                           in.at, in.idempotency_key, in.request_fingerprint, in.now};
       TG_TRY(tx.insert_external_usage(out.row));
-      TG_ASSIGN(auto grants, tx.list_grants(in.owner));
-      std::vector<size_t> touched;
-      // Usage is timed by its own timestamp; what no live grant covers is debt.
-      acc->debt += draw(grants, out.row.amount, in.at, touched);
-      for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
-      TG_TRY(tx.update_account(*acc));
-      TG_TRY(repay_debt(tx, *acc, grants, in.now));
+      if (in.at < acc->latest_event_at) {
+        TG_TRY(rebuild_owner(tx, in.owner, in.now));  // backdated
+      } else {
+        TG_ASSIGN(auto grants, tx.list_grants(in.owner));
+        TG_TRY(apply_due(tx, *acc, grants, in.now));
+        std::vector<size_t> touched;
+        // Usage is timed by its own timestamp; what no live grant covers is debt.
+        acc->debt += draw(grants, out.row.amount, in.at, touched);
+        repay_from_later_grants(grants, acc->debt, in.at, in.now, touched);
+        acc->latest_event_at = max_time(acc->latest_event_at, in.at);
+        for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
+        TG_TRY(tx.update_account(*acc));
+      }
     }
     TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
     TG_ASSIGN(auto after, tx.get_account(out.row.owner));
@@ -286,12 +327,28 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
   };
 }
 
+storage::Operation apply_due_grant_events_sweep(Timestamp now, int64_t limit, int64_t& owners) {
+  return [now, limit, &owners](Transaction& tx) -> Status {
+    owners = 0;
+    TG_ASSIGN(auto due, tx.list_owners_with_due_grants(now, limit));
+    for (const auto& owner : due) {
+      TG_ASSIGN(auto acc, tx.get_account(owner));
+      if (!acc) continue;
+      TG_ASSIGN(auto grants, tx.list_grants(owner));
+      TG_TRY(apply_due(tx, *acc, grants, now));
+      owners += 1;
+    }
+    return Status::Ok();
+  };
+}
+
 storage::Operation read_account(const std::string& owner, Timestamp now, AccountView& out) {
   return [owner, now, &out](Transaction& tx) -> Status {
     TG_ASSIGN(auto acc, tx.get_account(owner));
     if (!acc) return NotFound(fmt::format("unknown owner '{}'", owner));
-    out.account = *acc;
     TG_ASSIGN(out.grants, tx.list_grants(owner));
+    TG_TRY(apply_due(tx, *acc, out.grants, now));
+    out.account = *acc;
     out.balance = balance_at(out.grants, acc->debt, now);
     return Status::Ok();
   };
@@ -303,7 +360,7 @@ storage::Operation create_user(const storage::UserRow& user) {
     if (existing) return Conflict(fmt::format("user '{}' already exists", user.id));
     TG_TRY(tx.insert_user(user));
     TG_ASSIGN(auto acc, tx.get_account("user:" + user.id));
-    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"user:" + user.id, kZero, kZero, user.created_at}));
+    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"user:" + user.id, kZero, kZero, user.created_at, {}}));
     return Status::Ok();
   };
 }
@@ -325,7 +382,7 @@ storage::Operation create_org(const storage::OrgRow& org) {
     if (existing) return Conflict(fmt::format("organization '{}' already exists", org.id));
     TG_TRY(tx.insert_org(org));
     TG_ASSIGN(auto acc, tx.get_account("org:" + org.id));
-    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"org:" + org.id, kZero, kZero, org.created_at}));
+    if (!acc) TG_TRY(tx.insert_account(storage::AccountRow{"org:" + org.id, kZero, kZero, org.created_at, {}}));
     return Status::Ok();
   };
 }

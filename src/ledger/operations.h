@@ -127,6 +127,11 @@ struct ExternalUsageOutcome {
 // into debt). Idempotent by key.
 storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalUsageOutcome& out);
 
+// The periodic sweep: applies due grant events (taking effect, expiries) for
+// up to `limit` owners. Spending paths apply them too; the sweep makes them
+// visible for owners nobody touches.
+storage::Operation apply_due_grant_events_sweep(Timestamp now, int64_t limit, int64_t& owners);
+
 struct AccountView {
   storage::AccountRow account;
   Microdollars balance;

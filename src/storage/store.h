@@ -49,6 +49,9 @@ struct AccountRow {
   Microdollars debt;  // usage that found no live grant, not yet repaid (>= 0)
   Microdollars held;  // credit holds of in-flight requests paid by this owner
   Timestamp created_at;
+  // Time of the latest ledger event applied (usage, grant taking effect,
+  // expiry); an admin entry dated before it makes the owner be rebuilt.
+  Timestamp latest_event_at;
 };
 
 struct GrantRow {
@@ -62,6 +65,38 @@ struct GrantRow {
   std::string idempotency_key;
   std::string request_fingerprint;  // the fields as sent, to tell a replay from a conflict
   Timestamp created_at;
+  bool activated = false;                       // its effective_at was applied (debt repaid)
+  std::optional<Timestamp> expiry_recorded_at;  // when its expiry was recorded, once
+};
+
+// The explicit ledger entry of a grant's expiry: what remained at expires_at.
+struct ExpiryRow {
+  std::string grant_id;
+  std::string owner;
+  Microdollars amount;
+  Timestamp expired_at;  // the grant's expires_at
+  Timestamp recorded_at;
+};
+
+// A correction written by `recompute --fix`: the stored figure, the one the
+// records give, and when and why it was corrected. Never a silent overwrite.
+struct AdjustmentRow {
+  std::string id;
+  std::string subject;  // "user:u1", "u1/personal/2025-03", "u1/2025-03"
+  std::string field;
+  Microdollars stored;
+  Microdollars recomputed;
+  Timestamp at;
+  std::string reason;
+};
+
+// Pull-style iteration over rows the store streams (memory stays bounded).
+template <typename Row>
+class Cursor {
+ public:
+  virtual ~Cursor() = default;
+  // Fills row and returns true, or returns false at the end.
+  virtual Result<bool> next(Row& row) = 0;
 };
 
 // Usage metered elsewhere (for example LLM tokens), debited from an owner's
@@ -161,7 +196,14 @@ class Transaction {
   virtual Result<std::vector<GrantRow>> list_grants(const std::string& owner) = 0;
   virtual Result<std::optional<GrantRow>> get_grant_by_idempotency_key(const std::string& key) = 0;
   virtual Status insert_grant(const GrantRow& row) = 0;
-  virtual Status update_grant(const GrantRow& row) = 0;  // remaining / expired
+  virtual Status update_grant(const GrantRow& row) = 0;  // remaining, expired, activated, expiry_recorded_at
+
+  virtual Status upsert_expiry(const ExpiryRow& row) = 0;  // one per grant
+  virtual Result<std::vector<ExpiryRow>> list_expiries_for_owner(const std::string& owner) = 0;
+  virtual Status insert_adjustment(const AdjustmentRow& row) = 0;
+  virtual Result<std::vector<AdjustmentRow>> list_adjustments(const std::string& subject) = 0;
+  // Owners with a grant due to take effect or expire by `now`, for the sweep.
+  virtual Result<std::vector<std::string>> list_owners_with_due_grants(Timestamp now, int64_t limit) = 0;
 
   virtual Result<std::optional<ExternalUsageRow>> get_external_usage_by_idempotency_key(const std::string& key) = 0;
   virtual Status insert_external_usage(const ExternalUsageRow& row) = 0;
@@ -186,6 +228,10 @@ class Transaction {
   // For recompute: every owner, and the records of one owner or one user-month.
   virtual Result<std::vector<std::string>> list_owners() = 0;
   virtual Result<std::vector<AuditRow>> list_audit_for_owner(const std::string& owner) = 0;
+  // Streams an owner's audit rows / external usage in time order (arrival, request id / at, id).
+  // A cursor lives only within the operation that opened it.
+  virtual Result<std::unique_ptr<Cursor<AuditRow>>> scan_audit_for_owner(const std::string& owner) = 0;
+  virtual Result<std::unique_ptr<Cursor<ExternalUsageRow>>> scan_external_usage_for_owner(const std::string& owner) = 0;
   virtual Result<std::vector<HoldRow>> list_holds_for_owner(const std::string& owner) = 0;
   virtual Result<std::vector<AllowanceRow>> list_allowances(const std::optional<std::string>& user_id) = 0;
   virtual Result<std::vector<CounterRow>> list_counters_for_user(const std::string& user_id) = 0;

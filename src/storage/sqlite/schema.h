@@ -43,7 +43,8 @@ CREATE TABLE accounts (
   owner TEXT PRIMARY KEY,
   debt_microdollars INTEGER NOT NULL DEFAULT 0 CHECK (debt_microdollars >= 0),
   held_microdollars INTEGER NOT NULL DEFAULT 0 CHECK (held_microdollars >= 0),
-  created_at_us INTEGER NOT NULL
+  created_at_us INTEGER NOT NULL,
+  latest_event_at_us INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE grants (
   id TEXT PRIMARY KEY,
@@ -55,9 +56,32 @@ CREATE TABLE grants (
   expires_at_us INTEGER,
   idempotency_key TEXT NOT NULL UNIQUE,
   request_fingerprint TEXT NOT NULL,
-  created_at_us INTEGER NOT NULL
+  created_at_us INTEGER NOT NULL,
+  activated INTEGER NOT NULL DEFAULT 0,
+  expiry_recorded_at_us INTEGER,
+  CHECK (expires_at_us IS NULL OR expires_at_us > effective_at_us)
 ) WITHOUT ROWID;
 CREATE INDEX grants_by_owner ON grants(owner);
+CREATE INDEX grants_pending_activation ON grants(effective_at_us) WHERE activated = 0;
+CREATE INDEX grants_pending_expiry ON grants(expires_at_us) WHERE expires_at_us IS NOT NULL AND expiry_recorded_at_us IS NULL;
+CREATE TABLE grant_expiries (
+  grant_id TEXT PRIMARY KEY REFERENCES grants(id),
+  owner TEXT NOT NULL,
+  amount_microdollars INTEGER NOT NULL CHECK (amount_microdollars >= 0),
+  expired_at_us INTEGER NOT NULL,
+  recorded_at_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX grant_expiries_by_owner ON grant_expiries(owner, expired_at_us);
+CREATE TABLE ledger_adjustments (
+  id TEXT PRIMARY KEY,
+  subject TEXT NOT NULL,
+  field TEXT NOT NULL,
+  stored_microdollars INTEGER NOT NULL,
+  recomputed_microdollars INTEGER NOT NULL,
+  at_us INTEGER NOT NULL,
+  reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ledger_adjustments_by_subject ON ledger_adjustments(subject, at_us);
 CREATE TABLE external_usage (
   id TEXT PRIMARY KEY,
   owner TEXT NOT NULL REFERENCES accounts(owner),

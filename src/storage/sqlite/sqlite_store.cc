@@ -88,6 +88,29 @@ class Stmt {
   sqlite3_stmt* s_;
 };
 
+// A cursor owns its statement (not the shared cache), so two can be open at
+// once, as recompute's merge of audit rows and external usage needs.
+template <typename Row>
+class SqliteCursor final : public Cursor<Row> {
+ public:
+  using Extract = Row (*)(Stmt&);
+  SqliteCursor(sqlite3* db, sqlite3_stmt* st, Extract extract)
+      : owned_(st, &sqlite3_finalize), stmt_(db, st), extract_(extract) {}
+  Result<bool> next(Row& row) override {
+    auto r = stmt_.step();
+    if (!r.ok()) return r.status();
+    if (*r) row = extract_(stmt_);
+    return *r;
+  }
+  Stmt& stmt() { return stmt_; }
+
+ private:
+  // Declared before stmt_: finalized after stmt_'s destructor resets it.
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned_;
+  Stmt stmt_;
+  Extract extract_;
+};
+
 class SqliteTransaction final : public Transaction {
  public:
   explicit SqliteTransaction(sqlite3* db) : db_(db) {}
@@ -180,32 +203,39 @@ class SqliteTransaction final : public Transaction {
   }
 
   Result<std::optional<AccountRow>> get_account(const std::string& owner) override {
-    auto s = prep("SELECT owner, debt_microdollars, held_microdollars, created_at_us FROM accounts WHERE owner = ?");
+    auto s = prep("SELECT owner, debt_microdollars, held_microdollars, created_at_us, latest_event_at_us "
+                  "FROM accounts WHERE owner = ?");
     if (!s.ok()) return s.status();
     s->text(1, owner);
     auto r = s->step();
     if (!r.ok()) return r.status();
     if (!*r) return std::optional<AccountRow>();
-    return std::optional<AccountRow>(AccountRow{s->col_text(0), s->col_money(1), s->col_money(2), s->col_ts(3)});
+    return std::optional<AccountRow>(
+        AccountRow{s->col_text(0), s->col_money(1), s->col_money(2), s->col_ts(3), s->col_ts(4)});
   }
   Status insert_account(const AccountRow& a) override {
-    auto s = prep("INSERT INTO accounts (owner, debt_microdollars, held_microdollars, created_at_us) VALUES (?, ?, ?, ?)");
+    auto s = prep("INSERT INTO accounts (owner, debt_microdollars, held_microdollars, created_at_us, "
+                  "latest_event_at_us) VALUES (?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, a.owner).i64(2, a.debt.value()).i64(3, a.held.value()).i64(4, a.created_at.micros).exec();
+    return s->text(1, a.owner).i64(2, a.debt.value()).i64(3, a.held.value()).i64(4, a.created_at.micros)
+        .i64(5, a.latest_event_at.micros).exec();
   }
   Status update_account(const AccountRow& a) override {
-    auto s = prep("UPDATE accounts SET debt_microdollars = ?, held_microdollars = ? WHERE owner = ?");
+    auto s = prep("UPDATE accounts SET debt_microdollars = ?, held_microdollars = ?, latest_event_at_us = ? "
+                  "WHERE owner = ?");
     if (!s.ok()) return s.status();
-    return s->i64(1, a.debt.value()).i64(2, a.held.value()).text(3, a.owner).exec();
+    return s->i64(1, a.debt.value()).i64(2, a.held.value()).i64(3, a.latest_event_at.micros).text(4, a.owner).exec();
   }
 
   static GrantRow grant_from(Stmt& s) {
     return GrantRow{s.col_text(0), s.col_text(1), s.col_money(2), s.col_money(3), s.col_money(4),
-                    s.col_ts(5), s.col_opt_ts(6), s.col_text(7), s.col_text(8), s.col_ts(9)};
+                    s.col_ts(5), s.col_opt_ts(6), s.col_text(7), s.col_text(8), s.col_ts(9),
+                    s.col_i64(10) != 0, s.col_opt_ts(11)};
   }
 #define TG_GRANT_COLS                                                                        \
   "id, owner, amount_microdollars, remaining_microdollars, expired_microdollars, "           \
-  "effective_at_us, expires_at_us, idempotency_key, request_fingerprint, created_at_us"
+  "effective_at_us, expires_at_us, idempotency_key, request_fingerprint, created_at_us, activated, "  \
+  "expiry_recorded_at_us"
   Result<std::vector<GrantRow>> list_grants(const std::string& owner) override {
     auto s = prep("SELECT " TG_GRANT_COLS " FROM grants WHERE owner = ? ORDER BY effective_at_us, id");
     if (!s.ok()) return s.status();
@@ -229,16 +259,78 @@ class SqliteTransaction final : public Transaction {
     return std::optional<GrantRow>(grant_from(*s));
   }
   Status insert_grant(const GrantRow& g) override {
-    auto s = prep("INSERT INTO grants (" TG_GRANT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto s = prep("INSERT INTO grants (" TG_GRANT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
     return s->text(1, g.id).text(2, g.owner).i64(3, g.amount.value()).i64(4, g.remaining.value())
         .i64(5, g.expired.value()).i64(6, g.effective_at.micros).opt_ts(7, g.expires_at)
-        .text(8, g.idempotency_key).text(9, g.request_fingerprint).i64(10, g.created_at.micros).exec();
+        .text(8, g.idempotency_key).text(9, g.request_fingerprint).i64(10, g.created_at.micros)
+        .i64(11, g.activated).opt_ts(12, g.expiry_recorded_at).exec();
   }
   Status update_grant(const GrantRow& g) override {
-    auto s = prep("UPDATE grants SET remaining_microdollars = ?, expired_microdollars = ? WHERE id = ?");
+    auto s = prep("UPDATE grants SET remaining_microdollars = ?, expired_microdollars = ?, activated = ?, "
+                  "expiry_recorded_at_us = ? WHERE id = ?");
     if (!s.ok()) return s.status();
-    return s->i64(1, g.remaining.value()).i64(2, g.expired.value()).text(3, g.id).exec();
+    return s->i64(1, g.remaining.value()).i64(2, g.expired.value()).i64(3, g.activated)
+        .opt_ts(4, g.expiry_recorded_at).text(5, g.id).exec();
+  }
+  Status upsert_expiry(const ExpiryRow& e) override {
+    auto s = prep("INSERT INTO grant_expiries (grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (grant_id) DO UPDATE SET "
+                  "amount_microdollars = excluded.amount_microdollars, recorded_at_us = excluded.recorded_at_us");
+    if (!s.ok()) return s.status();
+    return s->text(1, e.grant_id).text(2, e.owner).i64(3, e.amount.value()).i64(4, e.expired_at.micros)
+        .i64(5, e.recorded_at.micros).exec();
+  }
+  Result<std::vector<ExpiryRow>> list_expiries_for_owner(const std::string& owner) override {
+    auto s = prep("SELECT grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us FROM grant_expiries "
+                  "WHERE owner = ? ORDER BY expired_at_us, grant_id");
+    if (!s.ok()) return s.status();
+    s->text(1, owner);
+    std::vector<ExpiryRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(ExpiryRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_ts(3), s->col_ts(4)});
+    }
+    return out;
+  }
+  Status insert_adjustment(const AdjustmentRow& a) override {
+    auto s = prep("INSERT INTO ledger_adjustments (id, subject, field, stored_microdollars, recomputed_microdollars, "
+                  "at_us, reason) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return s.status();
+    return s->text(1, a.id).text(2, a.subject).text(3, a.field).i64(4, a.stored.value())
+        .i64(5, a.recomputed.value()).i64(6, a.at.micros).text(7, a.reason).exec();
+  }
+  Result<std::vector<AdjustmentRow>> list_adjustments(const std::string& subject) override {
+    auto s = prep("SELECT id, subject, field, stored_microdollars, recomputed_microdollars, at_us, reason "
+                  "FROM ledger_adjustments WHERE subject = ? ORDER BY at_us, id");
+    if (!s.ok()) return s.status();
+    s->text(1, subject);
+    std::vector<AdjustmentRow> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(AdjustmentRow{s->col_text(0), s->col_text(1), s->col_text(2), s->col_money(3), s->col_money(4),
+                                  s->col_ts(5), s->col_text(6)});
+    }
+    return out;
+  }
+  Result<std::vector<std::string>> list_owners_with_due_grants(Timestamp now, int64_t limit) override {
+    auto s = prep("SELECT owner FROM grants WHERE activated = 0 AND effective_at_us <= ?1 "
+                  "UNION SELECT owner FROM grants WHERE expires_at_us IS NOT NULL AND expiry_recorded_at_us IS NULL "
+                  "AND expires_at_us <= ?1 LIMIT ?2");
+    if (!s.ok()) return s.status();
+    s->i64(1, now.micros).i64(2, limit);
+    std::vector<std::string> out;
+    while (true) {
+      auto r = s->step();
+      if (!r.ok()) return r.status();
+      if (!*r) break;
+      out.push_back(s->col_text(0));
+    }
+    return out;
   }
 #undef TG_GRANT_COLS
 
@@ -421,6 +513,27 @@ class SqliteTransaction final : public Transaction {
       out.push_back(audit_from(*s));
     }
     return out;
+  }
+  Result<std::unique_ptr<Cursor<AuditRow>>> scan_audit_for_owner(const std::string& owner) override {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT " TG_AUDIT_COLS " FROM audit_log WHERE owner = ? ORDER BY arrived_at_us, request_id",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return sqlite_error(db_, "prepare");
+    }
+    auto c = std::make_unique<SqliteCursor<AuditRow>>(db_, st, &audit_from);
+    c->stmt().text(1, owner);
+    return std::unique_ptr<Cursor<AuditRow>>(std::move(c));
+  }
+  Result<std::unique_ptr<Cursor<ExternalUsageRow>>> scan_external_usage_for_owner(const std::string& owner) override {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT id, owner, amount_microdollars, at_us, idempotency_key, request_fingerprint, "
+                           "created_at_us FROM external_usage WHERE owner = ? ORDER BY at_us, id",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return sqlite_error(db_, "prepare");
+    }
+    auto c = std::make_unique<SqliteCursor<ExternalUsageRow>>(db_, st, &usage_from);
+    c->stmt().text(1, owner);
+    return std::unique_ptr<Cursor<ExternalUsageRow>>(std::move(c));
   }
   Result<std::vector<HoldRow>> list_holds_for_owner(const std::string& owner) override {
     auto s = prep("SELECT request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, "
