@@ -265,10 +265,11 @@ struct StoreOptions {
   bool durable_power = false;  // survive power loss, not just kill -9
   int64_t batch_max = 256;
   bool read_only = false;
+  int64_t pool_size = 4;  // PostgreSQL: connections (each with a worker thread)
 };
 
-// Opens the store named by a database URL (sqlite:PATH), creating and
-// migrating it unless read_only.
+// Opens the store named by a database URL (sqlite:PATH or postgresql://...),
+// creating and migrating it unless read_only (storage/open_store.cc).
 Result<std::unique_ptr<Store>> open_store(const std::string& url, const StoreOptions& options);
 
 }  // namespace tollgate::storage

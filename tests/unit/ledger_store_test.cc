@@ -15,6 +15,7 @@
 #include "ledger/ledger.h"
 #include "ledger/operations.h"
 #include "ledger/recompute.h"
+#include "storage/postgres/pg_store.h"
 #include "storage/store.h"
 
 namespace tollgate {
@@ -33,11 +34,22 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
     config_.allowance_default_microdollars = 10'000'000;
     config_.allowance_tiers_microdollars["small"] = 5'000'000;
     config_.hold_timeout_ms = 120'000;
+    if (GetParam() == "postgres") {
+      // A database of its own per test, on the server the test run started.
+      pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
+      pg_db_ = "tollgate_test_" + random_hex(6);
+      Status s = storage::pg_admin::create_database(pg_server_, pg_db_);
+      ASSERT_TRUE(s.ok()) << s.message();
+    }
     reopen();
   }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
+    if (!pg_db_.empty()) {
+      Status s = storage::pg_admin::drop_database(pg_server_, pg_db_);
+      EXPECT_TRUE(s.ok()) << s.message();
+    }
   }
   void reopen() {
     store_.reset();
@@ -47,7 +59,7 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
   }
   std::string url() const {
     if (GetParam() == "sqlite") return "sqlite:" + (dir_ / "t.db").string();
-    return GetParam();
+    return storage::pg_admin::with_database(pg_server_, pg_db_);
   }
 
   void run_ok(storage::Operation op) {
@@ -122,6 +134,7 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::filesystem::path dir_;
+  std::string pg_server_, pg_db_;
   Config config_;
   std::unique_ptr<storage::Store> store_;
 };
@@ -537,7 +550,13 @@ TEST_P(LedgerStoreTest, RecomputeReportsATamperedCounterAndBalance) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, LedgerStoreTest, ::testing::Values("sqlite"));
+// PostgreSQL when the test command started a server (scripts/test.sh).
+std::vector<std::string> backends() {
+  std::vector<std::string> b{"sqlite"};
+  if (std::getenv("TOLLGATE_TEST_PG_URL")) b.push_back("postgres");
+  return b;
+}
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerStoreTest, ::testing::ValuesIn(backends()));
 
 }  // namespace
 }  // namespace tollgate

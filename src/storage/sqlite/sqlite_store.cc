@@ -874,17 +874,4 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const 
   return std::unique_ptr<Store>(std::move(store));
 }
 
-Result<std::unique_ptr<Store>> open_store(const std::string& url, const StoreOptions& options) {
-  if (url.starts_with("sqlite:")) {
-    std::string path = url.substr(7);
-    if (path.starts_with("//")) path = path.substr(2);
-    if (path.empty()) return InvalidArgument("database url sqlite: needs a path, e.g. sqlite:tollgate.db");
-    return open_sqlite_store(path, options);
-  }
-  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-    return InvalidArgument("PostgreSQL support is not built into this version; use sqlite:PATH");
-  }
-  return InvalidArgument(fmt::format("unsupported database url '{}': use sqlite:PATH", url));
-}
-
 }  // namespace tollgate::storage

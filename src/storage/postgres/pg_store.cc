@@ -1,0 +1,484 @@
+// The PostgreSQL store: migrations, the connection pool and group commit
+// (see pg_store.h).
+//
+// One transaction per batch, a savepoint per operation:
+// - an operation that fails is rolled back to its savepoint and gets its
+//   error; the others go on;
+// - a unique violation means a concurrent transaction inserted the same key
+//   (the first request of a month, an idempotency key): the operation is run
+//   again from its savepoint and now finds, and locks, that row;
+// - the first operation of a transaction waits for row locks up to 5 s; the
+//   later ones only 25 ms (lock_timeout), because they already hold their
+//   predecessors' locks: instead of risking a deadlock with another batch,
+//   the batch commits what it has and the waiting operation starts the next
+//   transaction. Deadlocks that still happen (40P01) are retried the same way;
+// - if the connection breaks before COMMIT nothing was written, and the
+//   batch is retried once on a new connection; if it breaks during COMMIT,
+//   pg_xact_status() on a new connection tells whether it committed, so an
+//   operation is never reported failed when it was written (or the reverse).
+#include "storage/postgres/pg_store.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "common/log.h"
+#include "storage/postgres/pg_conn.h"
+#include "storage/postgres/pg_transaction.h"
+#include "storage/postgres/schema.h"
+
+namespace tollgate::storage {
+namespace {
+
+using pg::Connection;
+using pg::Fault;
+using pg::PgTransaction;
+
+constexpr int64_t kFirstOperationLockTimeoutMs = 5000;
+constexpr int64_t kLaterOperationLockTimeoutMs = 25;
+constexpr int kUniqueViolationRetries = 3;
+constexpr int kDeadlockRetries = 5;
+// After a failed connection attempt, fail fast for this long before trying again.
+constexpr auto kReconnectBackoff = std::chrono::milliseconds(200);
+constexpr int kPoolSizeMax = 64;
+
+struct Pending {
+  Operation op;
+  std::function<void(Status)> done;
+};
+
+Status guarded(const Operation& op, Transaction& tx) {
+  try {
+    return op(tx);
+  } catch (const std::exception& e) {
+    return Internal(std::string("operation failed: ") + e.what());
+  }
+}
+
+enum class TxEnd {
+  kCommitted,      // ops [start, stop) are written (those that succeeded)
+  kLost,           // the connection broke before COMMIT: nothing was written
+  kUnknown,        // the connection broke during COMMIT
+  kCommitRefused,  // the server refused the COMMIT: nothing was written
+};
+
+struct TxRun {
+  TxEnd end = TxEnd::kLost;
+  size_t stop = 0;
+  Status error;
+  std::string xid;
+};
+
+class PgStore final : public Store {
+ public:
+  PgStore(std::string url, StoreOptions options) : url_(std::move(url)), options_(options) {
+    settings_.synchronous_commit = options_.durable_power;
+    settings_.lock_timeout_ms = kFirstOperationLockTimeoutMs;
+  }
+  ~PgStore() override { shutdown(); }
+
+  Status start() {
+    TG_ASSIGN(auto conn, Connection::open(url_, settings_));
+    if (!options_.read_only) {
+      TG_TRY(migrate(*conn));
+      const int n = static_cast<int>(std::clamp<int64_t>(options_.pool_size, 1, kPoolSizeMax));
+      for (int i = 0; i < n; ++i) {
+        std::unique_ptr<Connection> first = i == 0 ? std::move(conn) : nullptr;
+        workers_.emplace_back([this, c = std::move(first)]() mutable { worker_loop(std::move(c)); });
+      }
+    } else {
+      read_conn_ = std::move(conn);
+    }
+    return Status::Ok();
+  }
+
+  void submit(Operation op, std::function<void(Status)> done) override {
+    if (options_.read_only) {
+      done(run_read_only(op));
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (!stopping_) {
+        queue_.push_back({std::move(op), std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    done(Unavailable("store is shutting down"));
+  }
+
+  Status run(Operation op) override {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    submit(std::move(op), [&p](Status s) { p.set_value(std::move(s)); });
+    return f.get();
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard lk(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    // Workers finish what is queued first.
+    for (auto& w : workers_) {
+      if (w.joinable()) w.join();
+    }
+  }
+
+ private:
+  // ---- connections ----------------------------------------------------------
+
+  Result<std::unique_ptr<Connection>> connect() {
+    const int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (now_ns < down_until_ns_.load()) {
+      std::lock_guard lk(error_mu_);
+      return Unavailable(last_connect_error_);
+    }
+    auto c = Connection::open(url_, settings_);
+    if (!c.ok()) {
+      down_until_ns_.store(now_ns + std::chrono::nanoseconds(kReconnectBackoff).count());
+      std::lock_guard lk(error_mu_);
+      last_connect_error_ = c.status().message();
+    }
+    return c;
+  }
+
+  // ---- migrations -------------------------------------------------------------
+
+  Status migrate(Connection& c) {
+    for (const auto& m : pg_schema::kMigrations) {
+      // One transaction per migration; the advisory lock makes instances
+      // that start together apply each migration once, one after the other.
+      TG_TRY(c.exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({}); "
+                                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                                "name TEXT NOT NULL, applied_at_us BIGINT NOT NULL)",
+                                pg_schema::kMigrationLockKey)));
+      auto applied = c.query_once("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", pg::Params());
+      if (!applied.ok()) {
+        (void)c.exec("ROLLBACK");
+        return applied.status();
+      }
+      const int64_t current = applied->i64(0, 0);
+      const int latest = pg_schema::kMigrations.back().version;
+      if (current > latest) {
+        (void)c.exec("ROLLBACK");
+        return Internal(fmt::format("the database schema is at version {}, newer than this tollgate knows ({}); "
+                                    "use a newer tollgate",
+                                    current, latest));
+      }
+      if (m.version <= current) {
+        TG_TRY(c.exec("COMMIT"));
+        continue;
+      }
+      Status s = c.exec(m.sql);
+      if (s.ok()) {
+        s = c.query_once("INSERT INTO schema_migrations (version, name, applied_at_us) VALUES ($1, $2, $3)",
+                         pg::Params().i64(m.version).text(std::string(m.name)).ts(SystemClock().now()))
+                .status();
+      }
+      if (s.ok()) s = c.exec("COMMIT");
+      if (!s.ok()) {
+        (void)c.exec("ROLLBACK");
+        return Internal(fmt::format("migration {} ({}) failed: {}", m.version, m.name, s.message()));
+      }
+      log::Event("migration_applied").num("version", m.version).str("name", m.name).emit(log::Level::kInfo);
+    }
+    return Status::Ok();
+  }
+
+  // ---- read-only stores ---------------------------------------------------------
+
+  // One snapshot per operation (REPEATABLE READ), so a report or a recompute
+  // sees a consistent state beside running writers.
+  Status run_read_only(const Operation& op) {
+    std::lock_guard lk(read_mu_);
+    for (int attempt = 0;; ++attempt) {
+      if (!read_conn_ || read_conn_->broken()) {
+        auto c = Connection::open(url_, settings_);
+        if (!c.ok()) return c.status();
+        read_conn_ = std::move(c.value());
+      }
+      Status b = read_conn_->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      if (!b.ok()) {
+        if (read_conn_->broken() && attempt == 0) continue;
+        return b;
+      }
+      PgTransaction tx(*read_conn_, /*locking=*/false);
+      tx.begin_operation();
+      Status s = guarded(op, tx);
+      if (s.ok() && tx.failed()) s = tx.first_error();
+      (void)read_conn_->exec("ROLLBACK");
+      if (!s.ok() && tx.fault() == Fault::kConnection && attempt == 0) {
+        read_conn_.reset();
+        continue;
+      }
+      return s;
+    }
+  }
+
+  // ---- group commit ---------------------------------------------------------------
+
+  void worker_loop(std::unique_ptr<Connection> conn) {
+    if (!conn) {
+      auto c = connect();  // warm up; a failure is retried on the first batch
+      if (c.ok()) conn = std::move(c.value());
+    }
+    std::vector<Pending> batch;
+    while (true) {
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < options_.batch_max) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      run_batch(conn, batch);
+      batch.clear();
+    }
+  }
+
+  static void deliver(std::vector<Pending>& batch, std::vector<Status>& results, size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) batch[i].done(std::move(results[i]));
+  }
+
+  void run_batch(std::unique_ptr<Connection>& conn, std::vector<Pending>& batch) {
+    std::vector<Status> results(batch.size());
+    size_t start = 0;
+    bool retried_connection = false;
+    while (start < batch.size()) {
+      if (!conn || conn->broken()) {
+        conn.reset();
+        auto c = connect();
+        if (!c.ok()) {
+          for (size_t i = start; i < batch.size(); ++i) results[i] = c.status();
+          deliver(batch, results, start, batch.size());
+          return;
+        }
+        conn = std::move(c.value());
+      }
+      TxRun r = run_transaction(*conn, batch, start, batch.size(), results);
+      switch (r.end) {
+        case TxEnd::kCommitted:
+          deliver(batch, results, start, r.stop);
+          start = r.stop;
+          break;
+        case TxEnd::kLost:
+          conn.reset();
+          if (!retried_connection) {
+            retried_connection = true;  // e.g. the server restarted since this connection was opened
+            break;
+          }
+          for (size_t i = start; i < batch.size(); ++i) results[i] = Unavailable(r.error.message());
+          deliver(batch, results, start, batch.size());
+          return;
+        case TxEnd::kUnknown: {
+          conn.reset();
+          auto committed = resolve_commit(r.xid);
+          if (committed.ok() && *committed) {
+            deliver(batch, results, start, r.stop);
+            start = r.stop;
+          } else if (committed.ok() && !retried_connection) {
+            retried_connection = true;  // it did not commit: run it again
+          } else {
+            for (size_t i = start; i < r.stop; ++i) {
+              results[i] = Unavailable("the database connection broke during COMMIT and the outcome is unknown: " +
+                                       r.error.message());
+            }
+            deliver(batch, results, start, r.stop);
+            start = r.stop;
+          }
+          break;
+        }
+        case TxEnd::kCommitRefused:
+          // Nothing of this transaction was written: each operation alone,
+          // so one bad write cannot fail its neighbours.
+          for (size_t i = start; i < r.stop; ++i) {
+            if (!conn || conn->broken()) {
+              results[i] = Unavailable(r.error.message());
+            } else {
+              TxRun alone = run_transaction(*conn, batch, i, i + 1, results);
+              if (alone.end != TxEnd::kCommitted) results[i] = alone.error.ok() ? r.error : alone.error;
+              if (alone.end == TxEnd::kLost || alone.end == TxEnd::kUnknown) conn.reset();
+            }
+            deliver(batch, results, i, i + 1);
+          }
+          start = r.stop;
+          break;
+      }
+    }
+  }
+
+  // Runs batch[start, end) in one transaction, as far as it gets; fills
+  // results for the operations it finished (ops [start, stop)).
+  TxRun run_transaction(Connection& c, std::vector<Pending>& batch, size_t start, size_t end,
+                        std::vector<Status>& results) {
+    TxRun out;
+    out.stop = start;
+    auto begin = c.exec_all("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_current_xact_id()::text; SAVEPOINT op");
+    if (!begin.ok()) {
+      out.error = begin.status();
+      return out;  // kLost: a fresh connection is tried
+    }
+    for (const auto& r : *begin) {
+      if (r.rows() == 1) out.xid = r.text(0, 0);
+    }
+    PgTransaction tx(c, /*locking=*/true);
+    size_t i = start;
+    while (i < end) {
+      Status s;
+      bool stop_here = false;
+      for (int attempt = 0;; ++attempt) {
+        tx.begin_operation();
+        s = guarded(batch[i].op, tx);
+        if (s.ok() && !tx.failed()) break;
+        if (s.ok()) s = tx.first_error();  // it ignored a failed statement
+        const Fault f = tx.fault();
+        if (f == Fault::kConnection || c.broken()) {
+          out.error = s;
+          return out;
+        }
+        Status rb = c.exec("ROLLBACK TO SAVEPOINT op");
+        if (!rb.ok()) {
+          out.error = rb;
+          return out;
+        }
+        if (f == Fault::kUniqueViolation && attempt < kUniqueViolationRetries) continue;
+        if (f == Fault::kLockNotAvailable || f == Fault::kDeadlock || f == Fault::kSerialization) {
+          if (i > start) {
+            stop_here = true;  // commit the others; this one starts the next transaction
+            break;
+          }
+          if (f != Fault::kLockNotAvailable && attempt < kDeadlockRetries) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1 + jitter_ms(10)));
+            continue;
+          }
+        }
+        break;  // the operation's own outcome
+      }
+      if (stop_here) break;
+      results[i] = std::move(s);
+      ++i;
+      if (i < end) {
+        Status next = c.exec(i == start + 1 ? fmt::format("RELEASE SAVEPOINT op; SET LOCAL lock_timeout = {}; "
+                                                          "SAVEPOINT op",
+                                                          kLaterOperationLockTimeoutMs)
+                                            : std::string("RELEASE SAVEPOINT op; SAVEPOINT op"));
+        if (!next.ok()) {
+          out.error = next;
+          return out;
+        }
+      }
+    }
+    out.stop = i;
+    auto commit = c.exec_all("COMMIT");
+    if (commit.ok()) {
+      // COMMIT of a transaction that the server had already aborted answers ROLLBACK.
+      if (!commit->empty() && commit->back().command() == "ROLLBACK") {
+        out.end = TxEnd::kCommitRefused;
+        out.error = Unavailable("postgresql: the transaction was rolled back at COMMIT");
+        return out;
+      }
+      out.end = TxEnd::kCommitted;
+      return out;
+    }
+    out.error = commit.status();
+    if (c.last_fault() == Fault::kConnection) {
+      out.end = TxEnd::kUnknown;
+    } else {
+      out.end = TxEnd::kCommitRefused;
+    }
+    return out;
+  }
+
+  // Whether transaction `xid` committed, asked on a new connection.
+  Result<bool> resolve_commit(const std::string& xid) {
+    if (xid.empty()) return Unavailable("no transaction id to check");
+    auto c = connect();
+    if (!c.ok()) return c.status();
+    for (int i = 0; i < 50; ++i) {
+      auto r = (*c)->query_once("SELECT pg_xact_status($1::xid8)", pg::Params().text(xid));
+      if (!r.ok()) return r.status();
+      const std::string st = r->null(0, 0) ? "" : r->text(0, 0);
+      if (st == "committed") return true;
+      if (st == "aborted") return false;
+      if (st != "in progress") return Unavailable("transaction status unknown: " + st);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Unavailable("transaction still in progress");
+  }
+
+  int jitter_ms(int max) {
+    std::lock_guard lk(error_mu_);
+    return std::uniform_int_distribution<int>(0, max)(rng_);
+  }
+
+  const std::string url_;
+  const StoreOptions options_;
+  pg::SessionSettings settings_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+
+  std::mutex read_mu_;
+  std::unique_ptr<Connection> read_conn_;
+
+  std::atomic<int64_t> down_until_ns_{0};
+  std::mutex error_mu_;
+  std::string last_connect_error_;
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_pg_store(const std::string& url, const StoreOptions& options) {
+  auto store = std::make_unique<PgStore>(url, options);
+  TG_TRY(store->start());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+namespace pg_admin {
+
+std::string with_database(const std::string& url, const std::string& dbname) {
+  // postgresql://[userinfo@]host[:port][/dbname][?params]
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  const size_t authority = scheme_end + 3;
+  const size_t query = url.find('?', authority);
+  const size_t path = url.find('/', authority);
+  const size_t host_end = path != std::string::npos && (query == std::string::npos || path < query) ? path
+                          : query != std::string::npos                                             ? query
+                                                                                                    : url.size();
+  std::string out = url.substr(0, host_end) + "/" + dbname;
+  if (query != std::string::npos) out += url.substr(query);
+  return out;
+}
+
+Status create_database(const std::string& url, const std::string& dbname) {
+  TG_ASSIGN(auto c, pg::Connection::open(url, pg::SessionSettings{}));
+  // CREATE DATABASE takes no parameters; the name is quoted as an identifier.
+  return c->exec("CREATE DATABASE " + pg::quote_ident(dbname));
+}
+
+Status drop_database(const std::string& url, const std::string& dbname) {
+  TG_ASSIGN(auto c, pg::Connection::open(url, pg::SessionSettings{}));
+  return c->exec("DROP DATABASE IF EXISTS " + pg::quote_ident(dbname) + " WITH (FORCE)");
+}
+
+}  // namespace pg_admin
+
+}  // namespace tollgate::storage
