@@ -5,6 +5,7 @@
 
 #include "cli/admin_cli.h"
 #include "cli/commands.h"
+#include "cli/partitions.h"
 
 int main(int argc, char** argv) {
   using namespace tollgate;
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
   ConfigOverrides o;
   auto add_db = [&o](CLI::App* c) {
     c->add_option("--config", o.config_file, "TOML configuration file")->check(CLI::ExistingFile);
-    c->add_option("--database", o.database_url, "database URL: sqlite:PATH (env TOLLGATE_DATABASE_URL)");
+    c->add_option("--database", o.database_url, "database URL: sqlite:PATH or postgresql://... (env TOLLGATE_DATABASE_URL)");
   };
 
   auto* serve = app.add_subcommand("serve", "run the proxy and the admin API");
@@ -44,6 +45,15 @@ int main(int argc, char** argv) {
                       "write each drift as an adjustment entry and correct the stored figure (needs write access: "
                       "with SQLite, stop the server or use POST /admin/v1/recompute {\"fix\":true})");
 
+  int64_t months_ahead = -1;
+  auto* partitions = app.add_subcommand("partitions", "the audit log's monthly partitions (PostgreSQL)");
+  partitions->require_subcommand(1);
+  auto* ensure = partitions->add_subcommand(
+      "ensure", "create the partitions of the current month and the next N, and move rows waiting in the default one");
+  add_db(ensure);
+  ensure->add_option("--months-ahead", months_ahead, "months after the current one (default 3)")
+      ->check(CLI::Range(0, 120));
+
   cli::ReportOptions ro;
   auto* report = app.add_subcommand("report", "usage per user and context for a month");
   add_db(report);
@@ -56,6 +66,7 @@ int main(int argc, char** argv) {
   if (fake->parsed()) return cli::fake_exa(fake_listen);
   if (admin->parsed()) return run_admin();
   if (report->parsed()) return cli::report(o, ro);
+  if (ensure->parsed()) return cli::partitions_ensure(o, months_ahead);
   if (recompute->parsed()) return cli::recompute(o, recompute_owner, recompute_fix);
   return 2;
 }

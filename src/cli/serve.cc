@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/partitions.h"
 #include "common/log.h"
 #include "fake_exa/fake_exa.h"
 #include "http/admin_handler.h"
@@ -20,6 +21,8 @@
 #include "http/proxy_handler.h"
 #include "http/server.h"
 #include "ledger/operations.h"
+#include "ledger/recompute.h"
+#include "ledger/self_check.h"
 #include "storage/async.h"
 
 namespace tollgate::cli {
@@ -58,6 +61,66 @@ asio::awaitable<void> hold_recovery_loop(const Config& config, storage::Store& s
   }
 }
 
+// Applies grants taking effect and expiring for owners no request touches,
+// so accounts and metrics show them on time.
+asio::awaitable<void> grant_sweep_loop(const Config& config, storage::Store& store, const Clock& clock,
+                                       Metrics& metrics, bool& stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!stopping) {
+    int64_t owners = 0;
+    storage::Operation op = ledger::apply_due_grant_events_sweep(clock.now(), 500, owners);
+    Status s = co_await storage::async_run(store, std::move(op));
+    if (!s.ok()) {
+      metrics.add("tollgate_store_errors_total", "op=\"sweep\"");
+      log::Event("grant_sweep_failed").str("error", s.message()).emit(log::Level::kError);
+    } else if (owners > 0) {
+      metrics.add("tollgate_grant_sweep_owners_total", "", owners);
+    }
+    if (s.ok() && owners == 500) continue;  // more are due
+    timer.expires_after(std::chrono::milliseconds(config.sweep_interval_ms));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+// Recomputes a rotating sample of owners from the records on a read snapshot
+// and exports the drift, which must stay 0.
+asio::awaitable<void> self_check_loop(const Config& config, storage::Store& store, const Clock& clock,
+                                      Metrics& metrics, ledger::SelfCheck& self_check, bool& stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!stopping) {
+    std::vector<std::string> owners;
+    storage::Operation list = ledger::list_owners(owners);
+    Status s = co_await storage::async_run_read(store, std::move(list));
+    if (s.ok()) {
+      ledger::RecomputeReport report;
+      const Timestamp now = clock.now();
+      storage::Operation check = ledger::recompute_sample(
+          self_check.next_sample(owners, static_cast<size_t>(config.self_check_owners)), now, report);
+      s = co_await storage::async_run_read(store, std::move(check));
+      if (s.ok()) {
+        self_check.record(now, report);
+        auto snap = self_check.snapshot();
+        metrics.set("tollgate_ledger_drift_microdollars", "", snap.drift_microdollars);
+        metrics.add("tollgate_self_check_owners_total", "", snap.owners_checked);
+        if (snap.drift_microdollars != 0) {
+          log::Event("ledger_drift")
+              .num("drift_microdollars", snap.drift_microdollars)
+              .str("report", ledger::recompute_report_json(report))
+              .emit(log::Level::kError);
+        }
+      }
+    }
+    if (!s.ok()) {
+      metrics.add("tollgate_store_errors_total", "op=\"self_check\"");
+      log::Event("self_check_failed").str("error", s.message()).emit(log::Level::kError);
+    }
+    timer.expires_after(std::chrono::milliseconds(config.self_check_interval_ms));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
 }  // namespace
 
 int serve(const ConfigOverrides& overrides) {
@@ -89,6 +152,7 @@ int serve(const ConfigOverrides& overrides) {
   storage::StoreOptions so;
   so.durable_power = config.durability == Durability::kPower;
   so.batch_max = config.store_batch_max;
+  so.pool_size = config.store_pool_size;
   auto store_r = storage::open_store(config.database_url, so);
   if (!store_r.ok()) {
     log::text(log::Level::kCritical, store_r.status().message());
@@ -98,10 +162,14 @@ int serve(const ConfigOverrides& overrides) {
 
   asio::io_context io(1);
   SystemClock clock;
+  // PostgreSQL: this month's and the next ones' audit-log partitions, now and daily.
+  PartitionMaintenance partitions(config, clock);
   Metrics metrics;
   http::UpstreamClient upstream(io, *upstream_url, config.upstream_response_bytes_max);
   http::ProxyHandler proxy(config, store, upstream, clock, metrics);
-  http::AdminHandler admin(config, store, clock, metrics);
+  ledger::SelfCheck self_check;
+  metrics.set("tollgate_ledger_drift_microdollars", "", 0);
+  http::AdminHandler admin(config, store, clock, metrics, self_check);
   http::ListenerOptions po;
   po.address = config.listen;
   po.body_bytes_max = config.request_body_bytes_max;
@@ -122,6 +190,8 @@ int serve(const ConfigOverrides& overrides) {
   }
   bool stopping = false;
   asio::co_spawn(io, hold_recovery_loop(config, store, clock, metrics, stopping), asio::detached);
+  asio::co_spawn(io, grant_sweep_loop(config, store, clock, metrics, stopping), asio::detached);
+  asio::co_spawn(io, self_check_loop(config, store, clock, metrics, self_check, stopping), asio::detached);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -145,7 +215,7 @@ int serve(const ConfigOverrides& overrides) {
       .str("proxy", config.listen.substr(0, config.listen.rfind(':')) + ":" + std::to_string(proxy_server.port()))
       .str("admin", config.admin_listen.substr(0, config.admin_listen.rfind(':')) + ":" +
                         std::to_string(admin_server.port()))
-      .str("database", config.database_url)
+      .str("database", storage::redacted_url(config.database_url))
       .str("upstream", config.upstream_url)
       .emit(log::Level::kInfo);
   io.run();
@@ -165,7 +235,7 @@ int migrate(const ConfigOverrides& overrides) {
     log::text(log::Level::kCritical, store.status().message());
     return 2;
   }
-  fmt::print("database {} is migrated to the latest schema\n", config->database_url);
+  fmt::print("database {} is migrated to the latest schema\n", storage::redacted_url(config->database_url));
   return 0;
 }
 

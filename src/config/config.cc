@@ -66,6 +66,8 @@ Status apply_file(const std::string& path, Config& c) {
   else if (durability == "process" || durability.empty()) c.durability = Durability::kProcess;
   else return InvalidArgument("config: [database] durability must be \"process\" or \"power\"");
   TG_TRY(read_int(t, "database", "batch_max", c.store_batch_max, 1));
+  TG_TRY(read_int(t, "database", "pool_size", c.store_pool_size, 1));
+  TG_TRY(read_int(t, "database", "partition_months_ahead", c.partition_months_ahead, 0));
   TG_TRY(read_string(t, "upstream", "url", c.upstream_url));
   TG_TRY(read_int(t, "upstream", "timeout_ms", c.upstream_timeout_ms, 1));
   TG_TRY(read_int(t, "upstream", "response_bytes_max", c.upstream_response_bytes_max, 1024));
@@ -100,6 +102,11 @@ Status apply_file(const std::string& path, Config& c) {
   else return InvalidArgument("config: [proxy] stream_policy must be \"reject\" or \"strip\"");
   TG_TRY(read_int(t, "proxy", "request_body_bytes_max", c.request_body_bytes_max, 1));
   TG_TRY(read_int(t, "proxy", "cost_microdollars_max", c.cost_microdollars_max, 0));
+  TG_TRY(read_int(t, "ledger", "sweep_interval_ms", c.sweep_interval_ms, 10));
+  TG_TRY(read_int(t, "ledger", "self_check_interval_ms", c.self_check_interval_ms, 10));
+  TG_TRY(read_int(t, "ledger", "self_check_owners", c.self_check_owners, 1));
+  TG_TRY(read_string(t, "auth", "jwt_secret", c.jwt.secret));
+  TG_TRY(read_string(t, "auth", "jwt_user_claim", c.jwt.user_claim));
   auto& p = c.prices;
   TG_TRY(read_int(t, "prices", "search_microdollars", p.search_microdollars, 0));
   TG_TRY(read_int(t, "prices", "search_extra_result_microdollars", p.search_extra_result_microdollars, 0));
@@ -128,6 +135,7 @@ Result<Config> load_config(const ConfigOverrides& o) {
   if (auto v = env("TOLLGATE_UPSTREAM_URL")) c.upstream_url = v;
   if (auto v = env("TOLLGATE_ADMIN_TOKEN")) c.admin_token = v;
   if (auto v = env("EXA_API_KEY")) c.upstream_api_key = v;
+  if (auto v = env("TOLLGATE_JWT_SECRET")) c.jwt.secret = v;
   if (!o.listen.empty()) c.listen = o.listen;
   if (!o.admin_listen.empty()) c.admin_listen = o.admin_listen;
   if (!o.database_url.empty()) c.database_url = o.database_url;
@@ -148,6 +156,9 @@ Status validate_config(const Config& c) {
   }
   if (c.cost_microdollars_max > kMaxAmount.value()) {
     return InvalidArgument("config: [proxy] cost_microdollars_max is too large");
+  }
+  if (c.store_pool_size > 64 || c.partition_months_ahead > 120) {
+    return InvalidArgument("config: [database] pool_size must be at most 64 and partition_months_ahead at most 120");
   }
   return Status::Ok();
 }

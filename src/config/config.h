@@ -10,6 +10,7 @@
 
 #include "common/money.h"
 #include "common/status.h"
+#include "auth/jwt.h"
 #include "exa/exa.h"
 
 namespace tollgate {
@@ -38,9 +39,16 @@ struct Config {
   int64_t cost_microdollars_max = 100'000'000;
   std::string admin_token;  // TOLLGATE_ADMIN_TOKEN; empty = admin API refuses all calls
   exa::PriceTable prices;
+  auth::JwtConfig jwt;  // [auth] jwt_secret (or TOLLGATE_JWT_SECRET), jwt_user_claim
+  // Background ledger work in the server.
+  int64_t sweep_interval_ms = 10'000;        // grants taking effect / expiring for owners nobody touches
+  int64_t self_check_interval_ms = 60'000;   // recompute a sample of owners, export the drift
+  int64_t self_check_owners = 20;            // owners per self-check run
   // Limits that are not in SPEC's table but exist so nothing is unbounded.
   int64_t connections_max = 10000;
   int64_t store_batch_max = 256;  // operations per group-commit transaction
+  int64_t store_pool_size = 4;    // PostgreSQL connections (each with a worker thread)
+  int64_t partition_months_ahead = 3;  // PostgreSQL audit-log partitions made ahead of the current month
 
   Microdollars allowance_for_tier(const std::optional<std::string>& tier) const;
 };

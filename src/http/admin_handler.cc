@@ -119,8 +119,9 @@ Response ok_json(int status, const json::object& o) { return Response::json(stat
 
 }  // namespace
 
-AdminHandler::AdminHandler(const Config& config, storage::Store& store, const Clock& clock, Metrics& metrics)
-    : config_(config), store_(store), clock_(clock), metrics_(metrics) {}
+AdminHandler::AdminHandler(const Config& config, storage::Store& store, const Clock& clock, Metrics& metrics,
+                           ledger::SelfCheck& self_check)
+    : config_(config), store_(store), clock_(clock), metrics_(metrics), self_check_(self_check) {}
 
 asio::awaitable<Response> AdminHandler::handle(Request req) {
   if (auto h = co_await health_check(req, store_)) co_return std::move(*h);
@@ -454,7 +455,12 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     }
     co_return ok_json(200, o);
   }
-  // POST /admin/v1/recompute {"owner"?}
+  // GET /admin/v1/self-check: the last run of the background self-check
+  if (res == "self-check" && parts.size() == 3) {
+    if (m != "GET") co_return method_not_allowed();
+    co_return Response::json(200, self_check_.snapshot_json());
+  }
+  // POST /admin/v1/recompute {"owner"?, "fix"?}
   if (res == "recompute" && parts.size() == 3) {
     if (m != "POST") co_return method_not_allowed();
     auto body = body_object(req);
@@ -469,7 +475,13 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     }
     ledger::RecomputeReport report;
     storage::Operation op = ledger::recompute(*owner, now, fix, report);
-    Status s = co_await run(std::move(op));
+    // Checking reads a snapshot beside the writers; fixing writes.
+    Status s;
+    if (fix) {
+      s = co_await run(std::move(op));
+    } else {
+      s = co_await storage::async_run_read(store_, std::move(op));
+    }
     if (!s.ok()) co_return from_status(s);
     if (!*owner && !fix) {
       int64_t drift_total = 0;

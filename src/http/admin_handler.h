@@ -7,13 +7,15 @@
 #include "config/config.h"
 #include "http/message.h"
 #include "http/metrics.h"
+#include "ledger/self_check.h"
 #include "storage/store.h"
 
 namespace tollgate::http {
 
 class AdminHandler final : public Handler {
  public:
-  AdminHandler(const Config& config, storage::Store& store, const Clock& clock, Metrics& metrics);
+  AdminHandler(const Config& config, storage::Store& store, const Clock& clock, Metrics& metrics,
+               ledger::SelfCheck& self_check);
   boost::asio::awaitable<Response> handle(Request request) override;
 
  private:
@@ -22,6 +24,7 @@ class AdminHandler final : public Handler {
   storage::Store& store_;
   const Clock& clock_;
   Metrics& metrics_;
+  ledger::SelfCheck& self_check_;
 };
 
 }  // namespace tollgate::http

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fmt/format.h>
 
+#include "auth/jwt.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "exa/exa.h"
@@ -128,6 +129,11 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
     if (auto parsed = parse_api_key(*token)) {
       in.key_id = parsed->key_id;
       in.secret_sha256 = sha256_hex(parsed->secret);
+    } else if (!config_.jwt.secret.empty()) {
+      // The user must still exist (and not be blocked): the store checks.
+      if (auto user = auth::verify_hs256(*token, config_.jwt, arrived); user.ok()) {
+        in.authenticated_user_id = user.value();
+      }
     }
   }
   if (auto org = req.header("x-kilocode-organizationid")) {

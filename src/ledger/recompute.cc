@@ -234,6 +234,26 @@ storage::Operation recompute(std::optional<std::string> owner, Timestamp now, bo
   };
 }
 
+storage::Operation recompute_sample(std::vector<std::string> owners, Timestamp now, RecomputeReport& out) {
+  return [owners = std::move(owners), now, &out](storage::Transaction& tx) -> Status {
+    out = RecomputeReport{};
+    Checker c{out, false, now, {}};
+    for (const auto& o : owners) {
+      TG_TRY(recompute_owner(tx, o, c));
+      auto parsed = Owner::parse(o);
+      if (parsed && parsed->kind == Owner::Kind::kUser) TG_TRY(recompute_user_months(tx, parsed->id, c));
+    }
+    return Status::Ok();
+  };
+}
+
+storage::Operation list_owners(std::vector<std::string>& out) {
+  return [&out](storage::Transaction& tx) -> Status {
+    TG_ASSIGN(out, tx.list_owners());
+    return Status::Ok();
+  };
+}
+
 std::string recompute_report_json(const RecomputeReport& report) {
   boost::json::object o;
   o["owners_checked"] = report.owners_checked;

@@ -50,6 +50,12 @@ Status write_owner_state(storage::Transaction& tx, const std::string& owner, con
 // owner: limit the check to one owner (and, for a user, their user-months).
 storage::Operation recompute(std::optional<std::string> owner, Timestamp now, bool fix, RecomputeReport& out);
 
+// Checks only these owners (and, for users, their user-months); read-only.
+storage::Operation recompute_sample(std::vector<std::string> owners, Timestamp now, RecomputeReport& out);
+
+// Every owner, for picking a sample.
+storage::Operation list_owners(std::vector<std::string>& out);
+
 std::string recompute_report_json(const RecomputeReport& report);
 
 }  // namespace tollgate::ledger

@@ -28,4 +28,18 @@ auto async_run(Store& store, Operation&& op, Token&& token = {}) {
       token);
 }
 
+// async_run for Store::submit_read.
+template <typename Token = boost::asio::use_awaitable_t<>>
+auto async_run_read(Store& store, Operation&& op, Token&& token = {}) {
+  return boost::asio::async_initiate<Token, void(Status)>(
+      [&store, op = std::move(op)](auto handler) mutable {
+        auto ex = boost::asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        store.submit_read(std::move(op), [h, ex](Status s) mutable {
+          boost::asio::post(ex, [h, s = std::move(s)]() mutable { (*h)(std::move(s)); });
+        });
+      },
+      token);
+}
+
 }  // namespace tollgate::storage

@@ -256,6 +256,10 @@ class Store {
   // calls done with its Status once the outcome is durable. Thread-safe;
   // done runs on the store's thread.
   virtual void submit(Operation op, std::function<void(Status)> done) = 0;
+  // Like submit, for an operation that only reads and may take long
+  // (recompute, self-check): backends run it on a snapshot beside the
+  // writers instead of in a group-commit batch. Writes in it fail.
+  virtual void submit_read(Operation op, std::function<void(Status)> done) { submit(std::move(op), std::move(done)); }
   // Blocking convenience for the command line and tests.
   virtual Status run(Operation op) = 0;
   virtual void shutdown() = 0;
@@ -271,5 +275,7 @@ struct StoreOptions {
 // Opens the store named by a database URL (sqlite:PATH or postgresql://...),
 // creating and migrating it unless read_only (storage/open_store.cc).
 Result<std::unique_ptr<Store>> open_store(const std::string& url, const StoreOptions& options);
+// The URL for logs: a password in it is replaced by "***".
+std::string redacted_url(const std::string& url);
 
 }  // namespace tollgate::storage

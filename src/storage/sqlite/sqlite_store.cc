@@ -659,6 +659,8 @@ class SqliteStore final : public Store {
   }
   ~SqliteStore() override {
     shutdown();
+    if (reader_thread_.joinable()) reader_thread_.join();
+    reader_.reset();
     // close_v2 defers the close until tx_ finalizes its statements.
     sqlite3_close_v2(db_);
     if (lock_fd_ >= 0) close(lock_fd_);
@@ -682,6 +684,41 @@ class SqliteStore final : public Store {
     done(Unavailable("store is shutting down"));
   }
 
+  // Long reads go to a read-only connection on its own thread: WAL gives
+  // them a snapshot, and the writer keeps committing meanwhile.
+  void attach_reader(std::unique_ptr<SqliteStore> reader) {
+    reader_ = std::move(reader);
+    reader_thread_ = std::thread([this] {
+      while (true) {
+        Pending p;
+        {
+          std::unique_lock lk(mu_);
+          cv_read_.wait(lk, [&] { return stopping_ || !read_queue_.empty(); });
+          if (read_queue_.empty()) return;
+          p = std::move(read_queue_.front());
+          read_queue_.pop_front();
+        }
+        p.done(reader_->run(std::move(p.op)));
+      }
+    });
+  }
+
+  void submit_read(Operation op, std::function<void(Status)> done) override {
+    if (!reader_) {
+      submit(std::move(op), std::move(done));
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (!stopping_) {
+        read_queue_.push_back({std::move(op), std::move(done)});
+        cv_read_.notify_one();
+        return;
+      }
+    }
+    done(Unavailable("store is shutting down"));
+  }
+
   Status run(Operation op) override {
     std::promise<Status> p;
     auto f = p.get_future();
@@ -695,6 +732,7 @@ class SqliteStore final : public Store {
       if (stopping_) return;
       stopping_ = true;
       cv_.notify_all();
+      cv_read_.notify_all();
     }
     if (writer_.joinable()) writer_.join();
   }
@@ -829,6 +867,10 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::condition_variable cv_read_;
+  std::deque<Pending> read_queue_;
+  std::unique_ptr<SqliteStore> reader_;
+  std::thread reader_thread_;
   bool stopping_ = false;
   std::thread writer_;
 };
@@ -870,6 +912,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const 
   if (!options.read_only) {
     Status s = store->migrate();
     if (!s.ok()) return s;
+    StoreOptions ro = options;
+    ro.read_only = true;
+    auto reader = open_sqlite_store(path, ro);
+    if (!reader.ok()) return reader.status();
+    store->attach_reader(std::unique_ptr<SqliteStore>(static_cast<SqliteStore*>(reader.value().release())));
   }
   return std::unique_ptr<Store>(std::move(store));
 }

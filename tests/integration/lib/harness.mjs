@@ -405,7 +405,8 @@ export class Tollgate {
   constructor(options) {
     this.dir = options.dir;
     this.dbPath = path.join(this.dir, 't.db');
-    this.databaseUrl = `sqlite:${this.dbPath}`;
+    // options.databaseUrl: e.g. a PostgreSQL database shared by several processes.
+    this.databaseUrl = options.databaseUrl ?? `sqlite:${this.dbPath}`;
     this.upstreamUrl = options.upstreamUrl;
     this.tz = options.tz ?? 'UTC';
     this.extraEnv = options.env ?? {};
@@ -500,6 +501,28 @@ export class Tollgate {
     return this.start(options);
   }
 
+  // Runs `tollgate recompute` on this database (read-only unless fix). By default under this
+  // process's clock (the same libfaketime file) when it has a faked one; realClock: true runs
+  // it on the real clock. json is the parsed report.
+  async recompute({ owner, fix = false, realClock = false } = {}) {
+    const args = ['recompute', '--database', this.databaseUrl];
+    if (owner !== undefined) args.push('--owner', owner);
+    if (fix) args.push('--fix');
+    const env = { TZ: this.tz };
+    if (this.useFakeClock && !realClock) {
+      Object.assign(env, {
+        LD_PRELOAD: FAKETIME_LIB,
+        FAKETIME_TIMESTAMP_FILE: this.clockFile,
+        FAKETIME_NO_CACHE: '1',
+        FAKETIME_DONT_FAKE_MONOTONIC: '1',
+      });
+    }
+    const { code, stdout, stderr } = await runTollgate(args, { env });
+    let json;
+    try { json = JSON.parse(stdout); } catch { /* asserted by the caller */ }
+    return { code, stdout, stderr, json };
+  }
+
   // Runs `tollgate report` on this database; json is parsed for --format json.
   async report(month, format = 'json') {
     const { code, stdout, stderr } = await runTollgate(['report', '--database', this.databaseUrl, '--month', month, '--format', format]);
@@ -586,6 +609,13 @@ export class AdminClient {
     return this.expect(201, 'POST', '/admin/v1/grants', body);
   }
 
+  // POST /admin/v1/usage: usage metered elsewhere, debited from the owner's ledger -> 201 body.
+  externalUsage(owner, amount, { at, idempotency_key } = {}) {
+    const body = { owner, amount_microdollars: amount, idempotency_key: idempotency_key ?? `usage-${crypto.randomUUID()}` };
+    if (at !== undefined) body.at = at;
+    return this.expect(201, 'POST', '/admin/v1/usage', body);
+  }
+
   account(owner) { return this.expect(200, 'GET', `/admin/v1/accounts/${seg(owner)}`); }
 
   usage(user, month) {
@@ -614,7 +644,11 @@ export class AdminClient {
     throw new Error('usage-log paging did not end');
   }
 
-  recompute(owner) { return this.expect(200, 'POST', '/admin/v1/recompute', owner ? { owner } : {}); }
+  recompute(owner, { fix } = {}) {
+    const body = owner ? { owner } : {};
+    if (fix !== undefined) body.fix = fix;
+    return this.expect(200, 'POST', '/admin/v1/recompute', body);
+  }
 
   async metrics() {
     const res = await this.call('GET', '/metrics');
@@ -639,16 +673,62 @@ export function metricValue(text, name, labels = {}) {
 }
 
 // ---------------------------------------------------------------------------
-// The harness: one fake upstream, one tollgate, one temp dir.
+// PostgreSQL: scripts/test.sh starts a private server and names it in
+// TOLLGATE_TEST_PG_URL; each harness gets a database of its own on it.
+
+export const PG_URL = process.env.TOLLGATE_TEST_PG_URL || '';
+// For {skip: PG_SKIP} on tests that need PostgreSQL.
+export const PG_SKIP = PG_URL ? false
+  : 'needs PostgreSQL: set TOLLGATE_TEST_PG_URL to a server URL (scripts/test.sh starts a private one)';
+
+// Runs SQL with psql on a database URL; resolves to its output (tuples only, '|' between columns).
+export function psql(url, sql, { timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile('psql', ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql],
+      { timeout: timeoutMs, env: { ...process.env, PGCONNECT_TIMEOUT: '5' }, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`psql: ${sql.slice(0, 200)}: ${stderr || err.message}`));
+        else resolve(stdout.trim());
+      });
+  });
+}
+
+// PG_URL with its database replaced by `name`.
+export function pgDatabaseUrl(name) {
+  const u = new URL(PG_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+// A fresh database on the test server: {name, url}.
+export async function createPgDatabase(prefix = 'tollgate_it') {
+  assert.ok(PG_URL, PG_SKIP || 'no PostgreSQL');
+  const name = `${prefix}_${crypto.randomBytes(6).toString('hex')}`;
+  await psql(PG_URL, `CREATE DATABASE ${name}`);
+  return { name, url: pgDatabaseUrl(name) };
+}
+
+export async function dropPgDatabase(name) {
+  await psql(PG_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
+
+// ---------------------------------------------------------------------------
+// The harness: one fake upstream, one tollgate (or several on one PostgreSQL
+// database), one temp dir.
 
 export class Harness {
-  // options: {config, clock, tz, env, fakeExa: false to start none}
+  // options: {config, clock, tz, env, fakeExa: false to start none,
+  //   postgres: true to run on a fresh PostgreSQL database instead of SQLite,
+  //   instances: N tollgate processes sharing that database (default 1)}
   constructor(options = {}) {
     this.options = options;
     this.dir = null;
     this.fake = null;
     this.tollgate = null;
     this.admin = null;
+    this.tollgates = [];
+    this.admins = [];
+    this.pgdb = null;
   }
 
   async start() {
@@ -656,16 +736,38 @@ export class Harness {
     if (this.options.clock !== null && this.options.clock !== undefined) {
       assert.ok(fs.existsSync(FAKETIME_LIB), `no ${FAKETIME_LIB}: install the Debian package faketime`);
     }
+    const instances = this.options.instances ?? 1;
+    assert.ok(instances === 1 || this.options.postgres, 'several instances need a shared PostgreSQL database');
     this.dir = await makeTempDir();
+    if (this.options.postgres) this.pgdb = await createPgDatabase();
     this.fake = await new FakeExa(this.dir, await freePort()).start();
-    this.tollgate = new Tollgate({ ...this.options, dir: this.dir, upstreamUrl: this.fake.url });
-    this.admin = new AdminClient(this.tollgate);
-    await this.tollgate.start();
+    // One admin token for all instances; each instance has its own ports, clock file and logs.
+    const adminToken = this.options.adminToken !== undefined ? this.options.adminToken
+      : `admin-${crypto.randomBytes(12).toString('hex')}`;
+    for (let i = 0; i < instances; i++) {
+      const dir = i === 0 ? this.dir : path.join(this.dir, `instance${i}`);
+      if (i > 0) await fsp.mkdir(dir);
+      this.tollgates.push(new Tollgate({
+        ...this.options, dir, adminToken, upstreamUrl: this.fake.url, databaseUrl: this.pgdb?.url,
+      }));
+    }
+    this.tollgate = this.tollgates[0];
+    this.admins = this.tollgates.map((t) => new AdminClient(t));
+    this.admin = this.admins[0];
+    // Started together: concurrent migrations must be safe.
+    await Promise.all(this.tollgates.map((t) => t.start()));
     return this;
   }
 
   processes() {
-    return [...(this.fake?.incarnations ?? []), ...(this.tollgate?.incarnations ?? []), ...(this.extraProcs ?? [])];
+    return [...(this.fake?.incarnations ?? []), ...this.tollgates.flatMap((t) => t.incarnations),
+      ...(this.extraProcs ?? [])];
+  }
+
+  // SQL on this harness's PostgreSQL database (psql output, tuples only).
+  pg(sql) {
+    assert.ok(this.pgdb, 'this harness runs on SQLite');
+    return psql(this.pgdb.url, sql);
   }
 
   dumpLogs(reason) {
@@ -680,22 +782,24 @@ export class Harness {
   async close({ keepDir = false } = {}) {
     for (const p of this.processes()) await p.kill();
     if (this.dir && !keepDir) await fsp.rm(this.dir, { recursive: true, force: true });
+    if (this.pgdb && !keepDir) await dropPgDatabase(this.pgdb.name);
   }
 
-  setClock(isoUtc) { return this.tollgate.setClock(isoUtc); }
+  // Moves every instance's clock.
+  async setClock(isoUtc) { await Promise.all(this.tollgates.map((t) => t.setClock(isoUtc))); }
 
   // --- proxy ---------------------------------------------------------------
 
   // POST /api/exa/{path} as the holder of `key`. opts: {body, org, orgHeader, headers,
-  // method, keyHeader: 'authorization' | 'x-api-key'}.
-  proxyRequest(apiPath, { key, body = '{"query":"q"}', org, orgHeader = 'X-KiloCode-OrganizationId', headers = {}, method = 'POST', keyHeader = 'authorization', timeoutMs } = {}) {
+  // method, keyHeader: 'authorization' | 'x-api-key', instance: which tollgate (default 0)}.
+  proxyRequest(apiPath, { key, body = '{"query":"q"}', org, orgHeader = 'X-KiloCode-OrganizationId', headers = {}, method = 'POST', keyHeader = 'authorization', timeoutMs, instance = 0 } = {}) {
     const h = { ...headers };
     if (key !== undefined) {
       if (keyHeader === 'authorization') h.authorization = `Bearer ${key}`;
       else h['x-api-key'] = key;
     }
     if (org !== undefined) h[orgHeader] = org;
-    return { url: `${this.tollgate.proxyUrl}/api/exa/${apiPath}`, method, headers: h, body, timeoutMs };
+    return { url: `${this.tollgates[instance].proxyUrl}/api/exa/${apiPath}`, method, headers: h, body, timeoutMs };
   }
 
   proxy(apiPath, opts = {}) {
@@ -863,6 +967,20 @@ export function assert402(res, { allowance, used, balance, context, message = ER
   }
   assert.deepEqual(actual, expected, '402 body');
   assert.equal(res.headers['x-tollgate-cost-microdollars'], undefined, 'a 402 carries no receipt');
+}
+
+// One grant of an account view, for deepEqual against
+// {amount, remaining, expired, effective_at, expires_at}.
+export function grantState(account, grantId) {
+  const g = account.grants.find((x) => x.id === grantId);
+  assert.ok(g, `grant ${grantId} listed in ${JSON.stringify(account)}`);
+  return {
+    amount: g.amount_microdollars,
+    remaining: g.remaining_microdollars,
+    expired: g.expired_microdollars,
+    effective_at: g.effective_at,
+    expires_at: g.expires_at,
+  };
 }
 
 // An audit row's money fields, for deepEqual against {cost, free, charged, source, status}.
