@@ -29,6 +29,7 @@
 #include "common/ids.h"
 #include "ledger/operations.h"
 #include "ledger/recompute.h"
+#include "storage/postgres/pg_store.h"
 #include "storage/store.h"
 
 #ifndef TOLLGATE_SCENARIO_DIR
@@ -107,15 +108,27 @@ class ScenarioTest : public ::testing::TestWithParam<Param> {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("tollgate-scn-" + random_hex(6));
     std::filesystem::create_directories(dir_);
+    if (GetParam().backend == "postgres") {
+      pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
+      pg_db_ = "tollgate_scn_" + random_hex(6);
+      Status s = storage::pg_admin::create_database(pg_server_, pg_db_);
+      ASSERT_TRUE(s.ok()) << s.message();
+    }
     open();
   }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
+    if (!pg_db_.empty()) {
+      Status s = storage::pg_admin::drop_database(pg_server_, pg_db_);
+      EXPECT_TRUE(s.ok()) << s.message();
+    }
   }
   void open() {
     store_.reset();
-    auto s = storage::open_store("sqlite:" + (dir_ / "t.db").string(), storage::StoreOptions{});
+    const std::string url = GetParam().backend == "postgres" ? storage::pg_admin::with_database(pg_server_, pg_db_)
+                                                             : "sqlite:" + (dir_ / "t.db").string();
+    auto s = storage::open_store(url, storage::StoreOptions{});
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(s.value());
   }
@@ -135,6 +148,7 @@ class ScenarioTest : public ::testing::TestWithParam<Param> {
   }
 
   std::filesystem::path dir_;
+  std::string pg_server_, pg_db_;
   Config config_;
   std::unique_ptr<storage::Store> store_;
   Timestamp now_;
@@ -339,7 +353,10 @@ TEST_P(ScenarioTest, Runs) {
 std::vector<Param> scenarios() {
   std::vector<Param> out;
   for (const auto& e : std::filesystem::directory_iterator(TOLLGATE_SCENARIO_DIR)) {
-    if (e.path().extension() == ".scn") out.push_back({"sqlite", e.path().string()});
+    if (e.path().extension() != ".scn") continue;
+    out.push_back({"sqlite", e.path().string()});
+    // And on PostgreSQL when the test command started a server (scripts/test.sh).
+    if (std::getenv("TOLLGATE_TEST_PG_URL")) out.push_back({"postgres", e.path().string()});
   }
   std::sort(out.begin(), out.end(), [](const Param& a, const Param& b) { return a.file < b.file; });
   return out;

@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -115,6 +116,25 @@ class PgStore final : public Store {
     done(Unavailable("store is shutting down"));
   }
 
+  // Long reads (recompute, self-check) run on their own connection and thread,
+  // each on a REPEATABLE READ snapshot: consistent, and no writer waits.
+  void submit_read(Operation op, std::function<void(Status)> done) override {
+    if (options_.read_only) {
+      done(run_read_only(op));
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (!stopping_) {
+        if (!reader_.joinable()) reader_ = std::thread([this] { reader_loop(); });
+        read_queue_.push_back({std::move(op), std::move(done)});
+        cv_read_.notify_one();
+        return;
+      }
+    }
+    done(Unavailable("store is shutting down"));
+  }
+
   Status run(Operation op) override {
     std::promise<Status> p;
     auto f = p.get_future();
@@ -128,10 +148,22 @@ class PgStore final : public Store {
       if (stopping_) return;
       stopping_ = true;
       cv_.notify_all();
+      cv_read_.notify_all();
     }
     // Workers finish what is queued first.
     for (auto& w : workers_) {
       if (w.joinable()) w.join();
+    }
+    if (reader_.joinable()) reader_.join();
+    if (!options_.read_only) {
+      log::Event("pg_store_stats")
+          .num("transactions", stats_.transactions.load())
+          .num("operations", stats_.operations.load())
+          .num("unique_violation_reruns", stats_.unique_reruns.load())
+          .num("lock_waits_deferred", stats_.deferred.load())
+          .num("deadlock_retries", stats_.deadlock_retries.load())
+          .num("connection_retries", stats_.connection_retries.load())
+          .emit(log::Level::kInfo);
     }
   }
 
@@ -226,6 +258,20 @@ class PgStore final : public Store {
     }
   }
 
+  void reader_loop() {
+    while (true) {
+      Pending p;
+      {
+        std::unique_lock lk(mu_);
+        cv_read_.wait(lk, [&] { return stopping_ || !read_queue_.empty(); });
+        if (read_queue_.empty()) return;
+        p = std::move(read_queue_.front());
+        read_queue_.pop_front();
+      }
+      p.done(run_read_only(p.op));
+    }
+  }
+
   // ---- group commit ---------------------------------------------------------------
 
   void worker_loop(std::unique_ptr<Connection> conn) {
@@ -276,6 +322,7 @@ class PgStore final : public Store {
           break;
         case TxEnd::kLost:
           conn.reset();
+          stats_.connection_retries++;
           if (!retried_connection) {
             retried_connection = true;  // e.g. the server restarted since this connection was opened
             break;
@@ -354,13 +401,18 @@ class PgStore final : public Store {
           out.error = rb;
           return out;
         }
-        if (f == Fault::kUniqueViolation && attempt < kUniqueViolationRetries) continue;
+        if (f == Fault::kUniqueViolation && attempt < kUniqueViolationRetries) {
+          stats_.unique_reruns++;
+          continue;
+        }
         if (f == Fault::kLockNotAvailable || f == Fault::kDeadlock || f == Fault::kSerialization) {
           if (i > start) {
+            stats_.deferred++;
             stop_here = true;  // commit the others; this one starts the next transaction
             break;
           }
           if (f != Fault::kLockNotAvailable && attempt < kDeadlockRetries) {
+            stats_.deadlock_retries++;
             std::this_thread::sleep_for(std::chrono::milliseconds(1 + jitter_ms(10)));
             continue;
           }
@@ -383,6 +435,8 @@ class PgStore final : public Store {
     }
     out.stop = i;
     auto commit = c.exec_all("COMMIT");
+    stats_.transactions++;
+    stats_.operations += i - start;
     if (commit.ok()) {
       // COMMIT of a transaction that the server had already aborted answers ROLLBACK.
       if (!commit->empty() && commit->back().command() == "ROLLBACK") {
@@ -436,6 +490,14 @@ class PgStore final : public Store {
 
   std::mutex read_mu_;
   std::unique_ptr<Connection> read_conn_;
+  std::condition_variable cv_read_;
+  std::deque<Pending> read_queue_;  // guarded by mu_
+  std::thread reader_;
+
+  struct Stats {
+    std::atomic<int64_t> transactions{0}, operations{0}, unique_reruns{0}, deferred{0}, deadlock_retries{0},
+        connection_retries{0};
+  } stats_;
 
   std::atomic<int64_t> down_until_ns_{0};
   std::mutex error_mu_;
