@@ -693,23 +693,23 @@ export function psql(url, sql, { timeoutMs = 60_000 } = {}) {
   });
 }
 
-// PG_URL with its database replaced by `name`.
-export function pgDatabaseUrl(name) {
-  const u = new URL(PG_URL);
+// A server URL (default: the test server) with its database replaced by `name`.
+export function pgDatabaseUrl(name, server = PG_URL) {
+  const u = new URL(server);
   u.pathname = `/${name}`;
   return u.toString();
 }
 
-// A fresh database on the test server: {name, url}.
-export async function createPgDatabase(prefix = 'tollgate_it') {
-  assert.ok(PG_URL, PG_SKIP || 'no PostgreSQL');
+// A fresh database on the test server (or on `server`): {name, url, server}.
+export async function createPgDatabase(prefix = 'tollgate_it', server = PG_URL) {
+  assert.ok(server, PG_SKIP || 'no PostgreSQL');
   const name = `${prefix}_${crypto.randomBytes(6).toString('hex')}`;
-  await psql(PG_URL, `CREATE DATABASE ${name}`);
-  return { name, url: pgDatabaseUrl(name) };
+  await psql(server, `CREATE DATABASE ${name}`);
+  return { name, url: pgDatabaseUrl(name, server), server };
 }
 
-export async function dropPgDatabase(name) {
-  await psql(PG_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+export async function dropPgDatabase(name, server = PG_URL) {
+  await psql(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
 
 // ---------------------------------------------------------------------------
@@ -718,8 +718,8 @@ export async function dropPgDatabase(name) {
 
 export class Harness {
   // options: {config, clock, tz, env, fakeExa: false to start none,
-  //   postgres: true to run on a fresh PostgreSQL database instead of SQLite,
-  //   instances: N tollgate processes sharing that database (default 1)}
+  //   postgres: true to run on a fresh PostgreSQL database instead of SQLite (on the test
+  //   server, or on options.pgServer), instances: N tollgate processes sharing it (default 1)}
   constructor(options = {}) {
     this.options = options;
     this.dir = null;
@@ -739,7 +739,7 @@ export class Harness {
     const instances = this.options.instances ?? 1;
     assert.ok(instances === 1 || this.options.postgres, 'several instances need a shared PostgreSQL database');
     this.dir = await makeTempDir();
-    if (this.options.postgres) this.pgdb = await createPgDatabase();
+    if (this.options.postgres) this.pgdb = await createPgDatabase('tollgate_it', this.options.pgServer ?? PG_URL);
     this.fake = await new FakeExa(this.dir, await freePort()).start();
     // One admin token for all instances; each instance has its own ports, clock file and logs.
     const adminToken = this.options.adminToken !== undefined ? this.options.adminToken
@@ -782,7 +782,7 @@ export class Harness {
   async close({ keepDir = false } = {}) {
     for (const p of this.processes()) await p.kill();
     if (this.dir && !keepDir) await fsp.rm(this.dir, { recursive: true, force: true });
-    if (this.pgdb && !keepDir) await dropPgDatabase(this.pgdb.name);
+    if (this.pgdb && !keepDir) await dropPgDatabase(this.pgdb.name, this.pgdb.server).catch(() => {});
   }
 
   // Moves every instance's clock.
