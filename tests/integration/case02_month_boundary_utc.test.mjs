@@ -1,19 +1,31 @@
 // Case 02 — the month boundary is taken in local time instead of UTC
 // (shared/cases/case-02-month-boundary-utc.md). The whole case runs twice, with the
 // tollgate process under TZ=Asia/Tokyo and under TZ=America/Los_Angeles; the
-// expected values are the same.
+// expected values are the same. Both runs again on PostgreSQL, where the rows
+// must also lie in their month's audit-log partition.
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  useHarness, assertReceipt, assertStatus, assert402, rowMoney,
+  useHarness, assertReceipt, assertStatus, assert402, rowMoney, PG_SKIP,
 } from './lib/harness.mjs';
 
 const CONFIG = { allowance: { default_microdollars: 10_000_000 }, admission: { policy: 'any_remaining' } };
 
-for (const tz of ['Asia/Tokyo', 'America/Los_Angeles']) {
-  describe(`case 02 under TZ=${tz}`, () => {
-    const h = useHarness({ config: CONFIG, clock: '2025-03-05T00:00:00Z', tz });
+const VARIANTS = [
+  { name: '', options: {}, skip: false },
+  { name: ' [PostgreSQL]', options: { postgres: true }, skip: PG_SKIP },
+];
+
+// The partition that holds a request's audit row (ids are checked first: they go into SQL text).
+async function partitionOf(h, requestId) {
+  assert.match(requestId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  return h.pg(`SELECT tableoid::regclass FROM audit_log WHERE request_id = '${requestId}'`);
+}
+
+for (const v of VARIANTS) for (const tz of ['Asia/Tokyo', 'America/Los_Angeles']) {
+  describe(`case 02 under TZ=${tz}${v.name}`, { skip: v.skip }, () => {
+    const h = useHarness({ config: CONFIG, clock: '2025-03-05T00:00:00Z', tz, ...v.options });
     let key;
     let step1Id;
     let requestBId;
@@ -70,7 +82,12 @@ for (const tz of ['Asia/Tokyo', 'America/Los_Angeles']) {
       assert.equal(march[0].arrived_at, '2025-03-05T00:00:00.000Z');
     });
 
-    it('step 6 (PostgreSQL): B lies in the 2025-04 partition', { skip: 'PostgreSQL backend: issue 3' }, () => {});
+    it('step 6 (PostgreSQL): B lies in the 2025-04 partition, step 1 in 2025-03',
+      { skip: v.options.postgres ? false : 'SQLite keeps the audit log in one table' }, async () => {
+        assert.equal(await partitionOf(h, requestBId), 'audit_log_2025_04');
+        assert.equal(await partitionOf(h, step1Id), 'audit_log_2025_03');
+        assert.equal(await h.pg('SELECT count(*) FROM audit_log_default'), '0');
+      });
 
     it('step 7: balance 0, held 0; tollgate report for 2025-04', async () => {
       await h.expectAccount('user:u1', { balance: 0, held: 0 });
