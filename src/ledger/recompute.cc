@@ -183,7 +183,8 @@ Status recompute_user_months(storage::Transaction& tx, const std::optional<std::
     std::map<std::string, storage::CounterRow> by_context;
     for (const auto& counter : counters) by_context[counter.context] = counter;
     std::vector<storage::CounterRow> recomputed = sums;
-    for (const auto& [context, counter] : by_context) {  // counters with no audit rows behind them
+    for (const auto& entry : by_context) {  // counters with no audit rows behind them
+      const std::string& context = entry.first;
       bool has_rows = std::any_of(sums.begin(), sums.end(), [&](const auto& s) { return s.context == context; });
       if (!has_rows) recomputed.push_back(storage::CounterRow{lock.user_id, context, lock.month, 0, {}, {}, {}});
     }
