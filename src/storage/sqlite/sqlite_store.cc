@@ -118,6 +118,14 @@ class SqliteTransaction final : public Transaction {
     for (auto& [_, s] : cache_) sqlite3_finalize(s);
   }
 
+  // Transaction control (BEGIN, SAVEPOINT, ...) from the statement cache:
+  // parsed once, not on every operation of every batch.
+  Status control(const char* sql) {
+    auto s = prep(sql);
+    if (!s.ok()) return s.status();
+    return s->exec();
+  }
+
   Status exec_sql(const char* sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
@@ -789,19 +797,19 @@ class SqliteStore final : public Store {
 
   Status run_alone(const Operation& op) {
     if (options_.read_only) {
-      TG_TRY(tx_.exec_sql("BEGIN"));
+      TG_TRY(tx_.control("BEGIN"));
       Status s = guarded(op, tx_);
-      (void)tx_.exec_sql("ROLLBACK");
+      (void)tx_.control("ROLLBACK");
       return s;
     }
-    TG_TRY(tx_.exec_sql("BEGIN IMMEDIATE"));
+    TG_TRY(tx_.control("BEGIN IMMEDIATE"));
     Status s = guarded(op, tx_);
     if (!s.ok()) {
-      if (!sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
+      if (!sqlite3_get_autocommit(db_)) (void)tx_.control("ROLLBACK");
       return s;
     }
-    Status c = tx_.exec_sql("COMMIT");
-    if (!c.ok() && !sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
+    Status c = tx_.control("COMMIT");
+    if (!c.ok() && !sqlite3_get_autocommit(db_)) (void)tx_.control("ROLLBACK");
     return c;
   }
 
@@ -834,17 +842,17 @@ class SqliteStore final : public Store {
       results[0] = run_alone(batch[0].op);
       return;
     }
-    Status b = tx_.exec_sql("BEGIN IMMEDIATE");
+    Status b = tx_.control("BEGIN IMMEDIATE");
     if (!b.ok()) {
       for (auto& r : results) r = b;
       return;
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-      Status sp = tx_.exec_sql("SAVEPOINT op");
+      Status sp = tx_.control("SAVEPOINT op");
       if (sp.ok()) {
         results[i] = guarded(batch[i].op, tx_);
-        if (!results[i].ok()) (void)tx_.exec_sql("ROLLBACK TO op");
-        (void)tx_.exec_sql("RELEASE op");
+        if (!results[i].ok()) (void)tx_.control("ROLLBACK TO op");
+        (void)tx_.control("RELEASE op");
       }
       // Some errors (I/O, disk full) make SQLite roll back the whole
       // transaction: nothing of this batch is written, so run each alone.
@@ -853,9 +861,9 @@ class SqliteStore final : public Store {
         return;
       }
     }
-    Status c = tx_.exec_sql("COMMIT");
+    Status c = tx_.control("COMMIT");
     if (c.ok()) return;
-    if (!sqlite3_get_autocommit(db_)) (void)tx_.exec_sql("ROLLBACK");
+    if (!sqlite3_get_autocommit(db_)) (void)tx_.control("ROLLBACK");
     for (size_t i = 0; i < batch.size(); ++i) results[i] = run_alone(batch[i].op);
   }
 
