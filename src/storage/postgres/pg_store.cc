@@ -49,6 +49,15 @@ constexpr int kDeadlockRetries = 5;
 // After a failed connection attempt, fail fast for this long before trying again.
 constexpr auto kReconnectBackoff = std::chrono::milliseconds(200);
 constexpr int kPoolSizeMax = 64;
+// Operations per transaction, whatever [database] batch_max says. Each
+// operation that writes is a subtransaction (past 64 the backend's cache
+// overflows and every concurrent snapshot looks them up in pg_subtrans), and
+// a row updated by every operation of a transaction grows a version chain
+// that each later lookup walks. Measured with bench/store_bench
+// (docs/BENCHMARKS.md): one hot user ran at 250 requests/s with 256 per
+// transaction, 420 with 32, 550 with 4; 100 users gained nothing past 16;
+// with synchronous commit 8-16 was best.
+constexpr int64_t kOperationsPerTransactionMax = 16;
 
 struct Pending {
   Operation op;
@@ -285,7 +294,7 @@ class PgStore final : public Store {
         std::unique_lock lk(mu_);
         cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty() && stopping_) return;
-        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < options_.batch_max) {
+        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < batch_max_) {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -480,6 +489,7 @@ class PgStore final : public Store {
 
   const std::string url_;
   const StoreOptions options_;
+  const int64_t batch_max_ = std::clamp<int64_t>(options_.batch_max, 1, kOperationsPerTransactionMax);
   pg::SessionSettings settings_;
 
   std::mutex mu_;
