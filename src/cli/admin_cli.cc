@@ -135,6 +135,35 @@ std::function<int()> add_admin_commands(CLI::App& admin) {
     if (has("exp")) call->body["expires_at"] = (*s)["exp"];
   });
 
+  auto* ext = admin.add_subcommand("record-usage", "POST /admin/v1/usage: usage metered elsewhere, debited from an owner");
+  opt(ext, "--owner", "xowner", "user:ID or org:ID", true);
+  opt(ext, "--amount-microdollars", "xamount", "amount in µ$", true);
+  opt(ext, "--idempotency-key", "xkey", "unique key; a retry with the same body returns the original", true);
+  opt(ext, "--at", "xat", "RFC 3339 time of the usage (default now)");
+  ext->callback([=] {
+    *call = {"POST", "/admin/v1/usage", {}, true};
+    call->body["owner"] = (*s)["xowner"];
+    json::error_code ec;
+    json::value amount = json::parse((*s)["xamount"], ec);
+    if (ec || !amount.is_number()) amount = json::string((*s)["xamount"]);
+    call->body["amount_microdollars"] = amount;
+    call->body["idempotency_key"] = (*s)["xkey"];
+    if (has("xat")) call->body["at"] = (*s)["xat"];
+  });
+
+  auto* rc = admin.add_subcommand("recompute", "POST /admin/v1/recompute: check (or --fix) the books against the records");
+  opt(rc, "--owner", "rowner", "only this owner: user:ID or org:ID");
+  auto fix = std::make_shared<bool>(false);
+  rc->add_flag("--fix", *fix, "write each drift as an adjustment entry and correct the stored figure");
+  rc->callback([=] {
+    *call = {"POST", "/admin/v1/recompute", {}, true};
+    if (has("rowner")) call->body["owner"] = (*s)["rowner"];
+    if (*fix) call->body["fix"] = true;
+  });
+
+  auto* sc = admin.add_subcommand("self-check", "GET /admin/v1/self-check: the server's last self-check");
+  sc->callback([=] { *call = {"GET", "/admin/v1/self-check", {}, false}; });
+
   auto* acct = admin.add_subcommand("account", "GET /admin/v1/accounts/{owner}");
   opt(acct, "owner", "owner", "user:ID or org:ID", true);
   acct->callback([=] { *call = {"GET", "/admin/v1/accounts/" + encode((*s)["owner"]), {}, false}; });
