@@ -8,10 +8,13 @@
 //   (the first request of a month, an idempotency key): the operation is run
 //   again from its savepoint and now finds, and locks, that row;
 // - the first operation of a transaction waits for row locks up to 5 s; the
-//   later ones only 25 ms (lock_timeout), because they already hold their
+//   later ones 1 ms (lock_timeout), because they already hold their
 //   predecessors' locks: instead of risking a deadlock with another batch,
 //   the batch commits what it has and the waiting operation starts the next
-//   transaction. Deadlocks that still happen (40P01) are retried the same way;
+//   transaction. Deadlocks that still happen (40P01) are retried the same way.
+//   A worker whose transactions get cut short takes smaller batches (halved,
+//   doubled back when uncontended): with a few hot users, batching them only
+//   makes transactions collide;
 // - if the connection breaks before COMMIT nothing was written, and the
 //   batch is retried once on a new connection; if it breaks during COMMIT,
 //   pg_xact_status() on a new connection tells whether it committed, so an
@@ -43,7 +46,15 @@ using pg::Fault;
 using pg::PgTransaction;
 
 constexpr int64_t kFirstOperationLockTimeoutMs = 5000;
-constexpr int64_t kLaterOperationLockTimeoutMs = 25;
+// Later operations of a transaction hold their predecessors' locks: they do
+// not wait for another transaction (1 ms is the smallest lock_timeout), the
+// batch commits and the waiting operation starts the next one. 25 ms ran ten
+// hot users at a quarter of the rate.
+constexpr int64_t kLaterOperationLockTimeoutMs = 1;
+// A transaction whose operations keep coming back to rows it has locked
+// (a hot user or org) commits after this many returns: each update of such a
+// row lengthens the version chain that every later lookup walks.
+constexpr int64_t kRelocksPerTransactionMax = 4;
 constexpr int kUniqueViolationRetries = 3;
 constexpr int kDeadlockRetries = 5;
 // After a failed connection attempt, fail fast for this long before trying again.
@@ -54,9 +65,8 @@ constexpr int kPoolSizeMax = 64;
 // overflows and every concurrent snapshot looks them up in pg_subtrans), and
 // a row updated by every operation of a transaction grows a version chain
 // that each later lookup walks. Measured with bench/store_bench
-// (docs/BENCHMARKS.md): one hot user ran at 250 requests/s with 256 per
-// transaction, 420 with 32, 550 with 4; 100 users gained nothing past 16;
-// with synchronous commit 8-16 was best.
+// (docs/BENCHMARKS.md): 100 users gained nothing past 16, and with
+// synchronous commit 8-16 was best.
 constexpr int64_t kOperationsPerTransactionMax = 16;
 
 struct Pending {
@@ -82,6 +92,7 @@ enum class TxEnd {
 struct TxRun {
   TxEnd end = TxEnd::kLost;
   size_t stop = 0;
+  bool contended = false;  // cut short by another transaction's locks, or by hot rows
   Status error;
   std::string xid;
 };
@@ -289,17 +300,22 @@ class PgStore final : public Store {
       if (c.ok()) conn = std::move(c.value());
     }
     std::vector<Pending> batch;
+    // Operations to take per batch: halved when a transaction is cut short by
+    // contention (a few hot users: batches of their operations only collide),
+    // doubled back after a batch that was not.
+    int64_t take = batch_max_;
     while (true) {
       {
         std::unique_lock lk(mu_);
         cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty() && stopping_) return;
-        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < batch_max_) {
+        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < take) {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
-      run_batch(conn, batch);
+      const bool contended = run_batch(conn, batch);
+      take = contended ? std::max<int64_t>(1, take / 2) : std::min(batch_max_, take * 2);
       batch.clear();
     }
   }
@@ -308,7 +324,9 @@ class PgStore final : public Store {
     for (size_t i = from; i < to; ++i) batch[i].done(std::move(results[i]));
   }
 
-  void run_batch(std::unique_ptr<Connection>& conn, std::vector<Pending>& batch) {
+  // Returns whether a transaction of it was cut short by contention.
+  bool run_batch(std::unique_ptr<Connection>& conn, std::vector<Pending>& batch) {
+    bool contended = false;
     std::vector<Status> results(batch.size());
     size_t start = 0;
     bool retried_connection = false;
@@ -319,11 +337,12 @@ class PgStore final : public Store {
         if (!c.ok()) {
           for (size_t i = start; i < batch.size(); ++i) results[i] = c.status();
           deliver(batch, results, start, batch.size());
-          return;
+          return contended;
         }
         conn = std::move(c.value());
       }
       TxRun r = run_transaction(*conn, batch, start, batch.size(), results);
+      contended |= r.contended;
       switch (r.end) {
         case TxEnd::kCommitted:
           deliver(batch, results, start, r.stop);
@@ -338,7 +357,7 @@ class PgStore final : public Store {
           }
           for (size_t i = start; i < batch.size(); ++i) results[i] = Unavailable(r.error.message());
           deliver(batch, results, start, batch.size());
-          return;
+          return contended;
         case TxEnd::kUnknown: {
           conn.reset();
           auto committed = resolve_commit(r.xid);
@@ -374,6 +393,7 @@ class PgStore final : public Store {
           break;
       }
     }
+    return contended;
   }
 
   // Runs batch[start, end) in one transaction, as far as it gets; fills
@@ -417,6 +437,7 @@ class PgStore final : public Store {
         if (f == Fault::kLockNotAvailable || f == Fault::kDeadlock || f == Fault::kSerialization) {
           if (i > start) {
             stats_.deferred++;
+            out.contended = true;
             stop_here = true;  // commit the others; this one starts the next transaction
             break;
           }
@@ -429,8 +450,15 @@ class PgStore final : public Store {
         break;  // the operation's own outcome
       }
       if (stop_here) break;
+      if (s.ok()) tx.operation_committed();
       results[i] = std::move(s);
       ++i;
+      // Rows updated by operation after operation grow version chains that
+      // every later lookup walks: with a hot user, commit early instead.
+      if (tx.relocks() >= kRelocksPerTransactionMax) {
+        out.contended = true;
+        break;
+      }
       if (i < end) {
         Status next = c.exec(i == start + 1 ? fmt::format("RELEASE SAVEPOINT op; SET LOCAL lock_timeout = {}; "
                                                           "SAVEPOINT op",

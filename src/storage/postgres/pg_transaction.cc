@@ -190,7 +190,7 @@ Status PgTransaction::revoke_api_key(const std::string& id, Timestamp at) {
 Result<std::optional<AccountRow>> PgTransaction::get_account(const std::string& owner) {
   TG_ASSIGN(auto r, run(locked("SELECT owner, debt_microdollars, held_microdollars, created_at_us, latest_event_at_us "
                                "FROM accounts WHERE owner = $1",
-                               "FOR NO KEY UPDATE"),
+                               "FOR NO KEY UPDATE", "o:" + owner),
                         Params().text(owner)));
   if (r.rows() == 0) return std::optional<AccountRow>();
   return std::optional<AccountRow>(AccountRow{r.text(0, 0), r.money(0, 1), r.money(0, 2), r.ts(0, 3), r.ts(0, 4)});
@@ -209,7 +209,7 @@ Status PgTransaction::update_account(const AccountRow& a) {
 
 Result<std::vector<GrantRow>> PgTransaction::list_grants(const std::string& owner) {
   TG_ASSIGN(auto r, run(locked("SELECT " + kGrantCols + " FROM grants WHERE owner = $1 ORDER BY effective_at_us, id",
-                               "FOR NO KEY UPDATE"),
+                               "FOR NO KEY UPDATE", "g:" + owner),
                         Params().text(owner)));
   return rows_of<GrantRow>(r, grant_from);
 }
@@ -305,7 +305,7 @@ Result<std::vector<ExternalUsageRow>> PgTransaction::list_external_usage_for_own
 
 Result<std::optional<AllowanceRow>> PgTransaction::get_allowance(const std::string& user_id, const std::string& month) {
   TG_ASSIGN(auto r, run(locked("SELECT " + kAllowanceCols + " FROM allowance_locks WHERE user_id = $1 AND month = $2",
-                               "FOR NO KEY UPDATE"),
+                               "FOR NO KEY UPDATE", "a:" + user_id + "/" + month),
                         Params().text(user_id).text(month)));
   if (r.rows() == 0) return std::optional<AllowanceRow>();
   return std::optional<AllowanceRow>(allowance_from(r, 0));
@@ -374,7 +374,7 @@ Status PgTransaction::insert_hold(const HoldRow& h) {
                         .money(h.credit_held));
 }
 Result<std::optional<HoldRow>> PgTransaction::get_hold(const std::string& request_id) {
-  TG_ASSIGN(auto r, run(locked("SELECT " + kHoldCols + " FROM holds WHERE request_id = $1", "FOR UPDATE"),
+  TG_ASSIGN(auto r, run(locked("SELECT " + kHoldCols + " FROM holds WHERE request_id = $1", "FOR UPDATE", "h:" + request_id),
                         Params().text(request_id)));
   if (r.rows() == 0) return std::optional<HoldRow>();
   return std::optional<HoldRow>(hold_from(r, 0));
@@ -385,11 +385,14 @@ Status PgTransaction::delete_hold(const std::string& request_id) {
 Result<std::vector<HoldRow>> PgTransaction::list_holds_arrived_before(Timestamp t, int64_t limit) {
   // Holds another transaction is settling are skipped, so the recovery loops
   // of several instances share the work instead of queueing on each other.
-  TG_ASSIGN(auto r, run(locked("SELECT " + kHoldCols + " FROM holds WHERE arrived_at_us <= $1 "
-                               "ORDER BY arrived_at_us, request_id LIMIT $2",
-                               "FOR UPDATE SKIP LOCKED"),
-                        Params().ts(t).i64(limit)));
-  return rows_of<HoldRow>(r, hold_from);
+  const std::string sql = "SELECT " + kHoldCols + " FROM holds WHERE arrived_at_us <= $1 "
+                          "ORDER BY arrived_at_us, request_id LIMIT $2";
+  TG_ASSIGN(auto r, run(locking_ ? sql + " FOR UPDATE SKIP LOCKED" : sql, Params().ts(t).i64(limit)));
+  auto holds = rows_of<HoldRow>(r, hold_from);
+  if (locking_) {
+    for (const auto& h : holds) (void)locked("", "", "h:" + h.request_id);  // now held
+  }
+  return holds;
 }
 
 // ---- recompute -----------------------------------------------------------------------
@@ -466,7 +469,9 @@ Result<std::optional<AuditRow>> PgTransaction::get_audit(const std::string& requ
   // arrival also names the one partition where that row would be.
   std::optional<int64_t> arrived_us;
   if (locking_) {
-    TG_ASSIGN(auto h, run("SELECT arrived_at_us FROM holds WHERE request_id = $1 FOR UPDATE", Params().text(request_id)));
+    TG_ASSIGN(auto h, run(locked("SELECT arrived_at_us FROM holds WHERE request_id = $1", "FOR UPDATE",
+                                 "h:" + request_id),
+                          Params().text(request_id)));
     if (h.rows() > 0) arrived_us = h.i64(0, 0);
   }
   if (arrived_us) {

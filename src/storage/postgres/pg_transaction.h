@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 
 #include "storage/postgres/pg_conn.h"
 #include "storage/store.h"
@@ -33,7 +34,14 @@ class PgTransaction final : public Transaction {
   void begin_operation() {
     fault_ = Fault::kNone;
     first_error_ = Status::Ok();
+    op_locked_.clear();
     ++generation_;
+  }
+  // Called when the current operation succeeded (its savepoint is released):
+  // the row locks it took now belong to the transaction.
+  void operation_committed() {
+    tx_locked_.insert(op_locked_.begin(), op_locked_.end());
+    op_locked_.clear();
   }
   // The first failure of the current operation, if any: its kind, and its
   // Status (for an operation that ignored a failed statement: PostgreSQL
@@ -41,6 +49,9 @@ class PgTransaction final : public Transaction {
   Fault fault() const { return fault_; }
   const Status& first_error() const { return first_error_; }
   bool failed() const { return fault_ != Fault::kNone; }
+  // Reads, in this transaction, of rows an earlier operation of it had locked:
+  // a hot user or owner whose rows the transaction keeps updating.
+  int64_t relocks() const { return relocks_; }
   uint64_t generation() const { return generation_; }
   Connection& connection() { return conn_; }
 
@@ -109,16 +120,26 @@ class PgTransaction final : public Transaction {
 
  private:
   Status exec_write(const std::string& sql, const Params& params) { return run(sql, params).status(); }
-  // sql + " " + clause when this transaction takes row locks.
-  std::string locked(const std::string& sql, const char* clause) const {
-    return locking_ ? sql + " " + clause : sql;
+  // sql + " " + clause when this transaction takes row locks and does not
+  // hold the lock of `key` already. Each row is locked once per transaction:
+  // locking it again from a later savepoint would make PostgreSQL record
+  // every locker in a MultiXact, which grows with each operation of a batch.
+  std::string locked(const std::string& sql, const char* clause, const std::string& key) {
+    if (locking_ && tx_locked_.count(key)) ++relocks_;
+    if (!locking_ || tx_locked_.count(key) || op_locked_.count(key)) return sql;
+    op_locked_.insert(key);
+    return sql + " " + clause;
   }
 
   Connection& conn_;
   bool locking_;
   Fault fault_ = Fault::kNone;
   Status first_error_;
+  // Row-lock keys ("a:user/month", "o:owner", "g:owner", "h:request") taken by
+  // the running operation, and by the operations already done in this transaction.
+  std::unordered_set<std::string> op_locked_, tx_locked_;
   uint64_t generation_ = 0;
+  int64_t relocks_ = 0;
   uint64_t cursors_opened_ = 0;
 };
 
