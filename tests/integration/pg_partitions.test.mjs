@@ -14,6 +14,8 @@ import {
 function ensure(h, args = []) {
   return runTollgate(['partitions', 'ensure', '--database', h.tollgate.databaseUrl, ...args], {
     env: {
+      // An ASan build would refuse to start behind a preloaded library.
+      ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : ''}verify_asan_link_order=0`,
       LD_PRELOAD: FAKETIME_LIB,
       FAKETIME_TIMESTAMP_FILE: h.tollgate.clockFile,
       FAKETIME_NO_CACHE: '1',

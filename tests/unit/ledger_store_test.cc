@@ -36,6 +36,9 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
     config_.hold_timeout_ms = 120'000;
     if (GetParam() == "postgres") {
       // A database of its own per test, on the server the test run started.
+      if (!std::getenv("TOLLGATE_TEST_PG_URL")) {
+        GTEST_SKIP() << "needs PostgreSQL: set TOLLGATE_TEST_PG_URL to a server URL (scripts/test.sh starts one)";
+      }
       pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
       pg_db_ = "tollgate_test_" + random_hex(6);
       Status s = storage::pg_admin::create_database(pg_server_, pg_db_);
@@ -550,13 +553,10 @@ TEST_P(LedgerStoreTest, RecomputeReportsATamperedCounterAndBalance) {
   }
 }
 
-// PostgreSQL when the test command started a server (scripts/test.sh).
-std::vector<std::string> backends() {
-  std::vector<std::string> b{"sqlite"};
-  if (std::getenv("TOLLGATE_TEST_PG_URL")) b.push_back("postgres");
-  return b;
-}
-INSTANTIATE_TEST_SUITE_P(Backends, LedgerStoreTest, ::testing::ValuesIn(backends()));
+// PostgreSQL runs when TOLLGATE_TEST_PG_URL names a server (scripts/test.sh
+// starts one) and skips otherwise: the cases are listed either way, since
+// CTest discovers them when they are built, before any server is up.
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerStoreTest, ::testing::Values("sqlite", "postgres"));
 
 }  // namespace
 }  // namespace tollgate
