@@ -83,30 +83,6 @@ void apply_due_grant_events(std::vector<storage::GrantRow>& grants, Microdollars
   }
 }
 
-void repay_from_later_grants(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp arrival,
-                             Timestamp now, std::vector<size_t>& touched) {
-  if (debt == kZero) return;
-  std::vector<size_t> order;
-  for (size_t i = 0; i < grants.size(); ++i) {
-    const auto& g = grants[i];
-    if (g.activated && !g.expiry_recorded_at && arrival < g.effective_at && g.effective_at <= now &&
-        g.remaining > kZero) {
-      order.push_back(i);
-    }
-  }
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    if (grants[a].effective_at != grants[b].effective_at) return grants[a].effective_at < grants[b].effective_at;
-    return grants[a].id < grants[b].id;
-  });
-  for (size_t i : order) {
-    if (debt == kZero) break;
-    Microdollars take = min(debt, grants[i].remaining);
-    grants[i].remaining -= take;
-    debt -= take;
-    touched.push_back(i);
-  }
-}
-
 Microdollars unheld_free(const storage::AllowanceRow& a) {
   return max(kZero, a.allowance - a.free_used - a.free_held);
 }

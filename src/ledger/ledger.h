@@ -40,11 +40,6 @@ struct DueEffects {
 void apply_due_grant_events(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp now,
                             const std::vector<Timestamp>& hold_arrivals, DueEffects& effects);
 
-// Usage timed at `arrival` that left debt is repaid by grants that took
-// effect after it arrived (a chronological replay applies them later).
-void repay_from_later_grants(std::vector<storage::GrantRow>& grants, Microdollars& debt, Timestamp arrival,
-                             Timestamp now, std::vector<size_t>& touched);
-
 // Free allowance not yet used or held: max(0, A − F − free held).
 Microdollars unheld_free(const storage::AllowanceRow& a);
 

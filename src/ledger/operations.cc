@@ -190,10 +190,15 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
     acc.held -= h.credit_held;
     std::vector<size_t> touched;
     // Usage is timed by the request's arrival, not by when it settles.
-    acc.debt += draw(grants, split.charged, h.arrived_at, touched);
-    // A grant that took effect after this request arrived repays what it left
-    // as debt, as a chronological replay would.
-    repay_from_later_grants(grants, acc.debt, h.arrived_at, in.settled_at, touched);
+    Microdollars shortfall = draw(grants, split.charged, h.arrived_at, touched);
+    // What the grants live at arrival cannot cover is debt. If the owner's
+    // ledger has moved on since this request arrived (later usage drew
+    // first, later grants took effect and expired), a chronological replay
+    // puts that shortfall elsewhere (this earlier usage draws first, later
+    // grants repay it): rebuild the owner from the records once this row is
+    // written. Without a shortfall the incremental draw is already exact.
+    const bool rebuild = shortfall > kZero && h.arrived_at < acc.latest_event_at;
+    acc.debt += shortfall;
     acc.latest_event_at = max_time(acc.latest_event_at, h.arrived_at);
     for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
     TG_TRY(tx.update_account(acc));
@@ -205,14 +210,23 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
                                 in.cost,      split.free,    split.charged,    in.cost_source};
     TG_TRY(tx.insert_audit(out.row));
     TG_TRY(tx.delete_hold(h.request_id));
-    TG_TRY(apply_due(tx, acc, grants, in.settled_at));  // expiries this hold was holding back
+    if (rebuild) {
+      TG_TRY(rebuild_owner(tx, h.owner, in.settled_at));
+    } else {
+      TG_TRY(apply_due(tx, acc, grants, in.settled_at));  // expiries this hold was holding back
+    }
   }
   // Receipt figures, after this settlement.
   TG_ASSIGN(auto lock, tx.get_allowance(out.row.user_id, out.row.month));
   out.allowance_remaining = lock ? max(kZero, lock->allowance - lock->free_used) : kZero;
   TG_ASSIGN(auto acc, tx.get_account(out.row.owner));
   TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
-  out.balance = balance_at(grants, acc ? acc->debt : kZero, in.settled_at);
+  Microdollars debt;
+  if (acc) {
+    TG_TRY(apply_due(tx, *acc, grants, in.settled_at));  // a replay may find grant events due since
+    debt = acc->debt;
+  }
+  out.balance = balance_at(grants, debt, in.settled_at);
   return Status::Ok();
 }
 
@@ -275,7 +289,9 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
     g.request_fingerprint = in.request_fingerprint;
     g.created_at = in.now;
     TG_TRY(tx.insert_grant(g));
-    if (g.effective_at < acc->latest_event_at) {
+    // At one instant grants come before usage (SPEC §4), so a grant taking
+    // effect at the owner's latest event is backdated too.
+    if (g.effective_at <= acc->latest_event_at) {
       TG_TRY(rebuild_owner(tx, in.owner, in.now));  // backdated
     } else {
       TG_ASSIGN(auto grants, tx.list_grants(in.owner));
@@ -310,19 +326,27 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
         TG_TRY(rebuild_owner(tx, in.owner, in.now));  // backdated
       } else {
         TG_ASSIGN(auto grants, tx.list_grants(in.owner));
-        TG_TRY(apply_due(tx, *acc, grants, in.now));
+        // Usage is timed by its own timestamp: the grant events due up to it
+        // come first, those due after it (an expiry or a grant taking effect
+        // between `at` and now) only once it has drawn. What no live grant
+        // covers is debt; a grant taking effect later repays it.
+        TG_TRY(apply_due(tx, *acc, grants, in.at < in.now ? in.at : in.now));
         std::vector<size_t> touched;
-        // Usage is timed by its own timestamp; what no live grant covers is debt.
         acc->debt += draw(grants, out.row.amount, in.at, touched);
-        repay_from_later_grants(grants, acc->debt, in.at, in.now, touched);
         acc->latest_event_at = max_time(acc->latest_event_at, in.at);
         for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
         TG_TRY(tx.update_account(*acc));
+        TG_TRY(apply_due(tx, *acc, grants, in.now));
       }
     }
     TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
     TG_ASSIGN(auto after, tx.get_account(out.row.owner));
-    out.balance = balance_at(grants, after ? after->debt : kZero, in.now);
+    Microdollars debt;
+    if (after) {
+      TG_TRY(apply_due(tx, *after, grants, in.now));  // a replay may find grant events due since
+      debt = after->debt;
+    }
+    out.balance = balance_at(grants, debt, in.now);
     return Status::Ok();
   };
 }
