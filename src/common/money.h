@@ -39,6 +39,9 @@ constexpr Microdollars kZero{0};
 // Largest amount accepted for one grant or external usage entry: $1e9.
 // Keeps every sum the ledger forms far from int64 overflow.
 constexpr Microdollars kMaxAmount{1'000'000'000'000'000};
+// Largest total an owner may hold in grants, or owe: $1e12. Sums of balances,
+// holds and debt stay far from int64 overflow.
+constexpr Microdollars kMaxOwnerTotal{1'000'000'000'000'000'000};
 
 // "$10.00": dollars rounded to the nearest cent, ties up (toward +inf).
 std::string format_dollars_cents(Microdollars m);

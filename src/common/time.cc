@@ -114,7 +114,10 @@ std::optional<Timestamp> parse_rfc3339(std::string_view s) {
   if (pos != s.size()) return std::nullopt;
   int64_t days = days_of(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * kSecondsPerDay + h * 3600 + mi * 60 + se - offset_secs;
-  return Timestamp{secs * kMicrosPerSecond + frac_micros};
+  Timestamp t{secs * kMicrosPerSecond + frac_micros};
+  // Only instants that print back as RFC 3339 with a four-digit year.
+  if (t < Timestamp{0} || month_of(t).year > 9999) return std::nullopt;
+  return t;
 }
 
 Timestamp SystemClock::now() const {

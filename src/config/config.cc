@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <cstdlib>
+#include <set>
 #include <fmt/format.h>
 
 namespace tollgate {
@@ -22,8 +23,15 @@ const char* env(const char* name) {
   return (v && *v) ? v : nullptr;
 }
 
+// Every key a reader looks at, so that unknown (misspelt) keys can be refused.
+thread_local std::set<std::string>* g_known_keys = nullptr;
+void note_key(const char* section, const char* key) {
+  if (g_known_keys) g_known_keys->insert(std::string(section) + "." + key);
+}
+
 Status read_int(const toml::table& t, const char* section, const char* key, int64_t& out,
                 int64_t min_value) {
+  note_key(section, key);
   auto node = t[section][key];
   if (!node) return Status::Ok();
   auto v = node.value<int64_t>();
@@ -38,6 +46,7 @@ Status read_int(const toml::table& t, const char* section, const char* key, int6
 }
 
 Status read_string(const toml::table& t, const char* section, const char* key, std::string& out) {
+  note_key(section, key);
   auto node = t[section][key];
   if (!node) return Status::Ok();
   auto v = node.value<std::string>();
@@ -48,14 +57,7 @@ Status read_string(const toml::table& t, const char* section, const char* key, s
   return Status::Ok();
 }
 
-Status apply_file(const std::string& path, Config& c) {
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return InvalidArgument(fmt::format("config file {}: {} (line {})", path, e.description(),
-                                       e.source().begin.line));
-  }
+Status apply_table(const toml::table& t, Config& c) {
   TG_TRY(read_string(t, "server", "listen", c.listen));
   TG_TRY(read_string(t, "server", "admin_listen", c.admin_listen));
   TG_TRY(read_int(t, "server", "connections_max", c.connections_max, 1));
@@ -118,6 +120,34 @@ Status apply_file(const std::string& path, Config& c) {
   TG_TRY(read_int(t, "prices", "deep_reasoning_search_microdollars", p.deep_reasoning_search_microdollars, 0));
   TG_TRY(read_int(t, "prices", "context_microdollars", p.context_microdollars, 0));
   TG_TRY(read_int(t, "prices", "unknown_request_microdollars", p.unknown_request_microdollars, 0));
+  return Status::Ok();
+}
+
+Status apply_file(const std::string& path, Config& c) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(fmt::format("config file {}: {} (line {})", path, e.description(),
+                                       e.source().begin.line));
+  }
+  std::set<std::string> known;
+  g_known_keys = &known;
+  Status s = apply_table(t, c);
+  g_known_keys = nullptr;
+  TG_TRY(s);
+  // A misspelt key would otherwise be ignored while the operator believes it applies.
+  for (const auto& [section, node] : t) {
+    const auto* table = node.as_table();
+    if (!table) return InvalidArgument(fmt::format("config file {}: '{}' must be a [section]", path, section.str()));
+    for (const auto& [key, value] : *table) {
+      if (section.str() == "allowance" && key.str() == "tiers") continue;
+      std::string name = std::string(section.str()) + "." + std::string(key.str());
+      if (!known.count(name)) {
+        return InvalidArgument(fmt::format("config file {}: unknown setting [{}] {}", path, section.str(), key.str()));
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -3,6 +3,8 @@
 // Exa response reports. Integer arithmetic only; nothing here throws out.
 #include "exa/exa.h"
 
+#include <boost/json/basic_parser_impl.hpp>
+
 #include <boost/json.hpp>
 #include <simdjson.h>
 
@@ -415,8 +417,55 @@ ParsedCost cost_from_body(Scratch& scratch, std::string_view body, Microdollars 
 
 }  // namespace
 
+namespace {
+
+// Validates a whole JSON text without building it: simdjson's on-demand
+// parser only checks what it visits, and a body that is not JSON has no
+// usable cost, however its costDollars field looks. Numbers are not
+// converted, so 1e400 stays valid JSON.
+struct ValidatingHandler {
+  constexpr static std::size_t max_object_size = std::size_t(-1);
+  constexpr static std::size_t max_array_size = std::size_t(-1);
+  constexpr static std::size_t max_key_size = std::size_t(-1);
+  constexpr static std::size_t max_string_size = std::size_t(-1);
+  using ec_t = boost::json::error_code;
+  using sv = boost::json::string_view;
+  bool on_document_begin(ec_t&) { return true; }
+  bool on_document_end(ec_t&) { return true; }
+  bool on_object_begin(ec_t&) { return true; }
+  bool on_object_end(std::size_t, ec_t&) { return true; }
+  bool on_array_begin(ec_t&) { return true; }
+  bool on_array_end(std::size_t, ec_t&) { return true; }
+  bool on_key_part(sv, std::size_t, ec_t&) { return true; }
+  bool on_key(sv, std::size_t, ec_t&) { return true; }
+  bool on_string_part(sv, std::size_t, ec_t&) { return true; }
+  bool on_string(sv, std::size_t, ec_t&) { return true; }
+  bool on_number_part(sv, ec_t&) { return true; }
+  bool on_int64(std::int64_t, sv, ec_t&) { return true; }
+  bool on_uint64(std::uint64_t, sv, ec_t&) { return true; }
+  bool on_double(double, sv, ec_t&) { return true; }
+  bool on_bool(bool, ec_t&) { return true; }
+  bool on_null(ec_t&) { return true; }
+  bool on_comment_part(sv, ec_t&) { return true; }
+  bool on_comment(sv, ec_t&) { return true; }
+};
+
+bool is_json_text(std::string_view text) {
+  boost::json::parse_options options;
+  options.max_depth = 512;
+  boost::json::basic_parser<ValidatingHandler> parser(options);
+  boost::json::error_code ec;
+  size_t n = parser.write_some(false, text.data(), text.size(), ec);
+  return !ec && n == text.size() && parser.done();
+}
+
+}  // namespace
+
+bool is_valid_json(std::string_view text) { return is_json_text(text); }
+
 ParsedCost read_cost(std::string_view response_body, Microdollars max_cost) {
   try {
+    if (!is_json_text(response_body)) return kMissingCost;
     if (response_body.size() <= kReusedBufferBytesMax) {
       thread_local Scratch scratch;
       return cost_from_body(scratch, response_body, max_cost);

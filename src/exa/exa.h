@@ -72,6 +72,9 @@ struct ParsedCost {
   CostReading reading = CostReading::kMissing;
   Microdollars cost;
 };
+// True if the whole text is one valid JSON value (numbers of any size).
+bool is_valid_json(std::string_view text);
+
 // Reads costDollars.total from an upstream response body. costDollars may be an
 // object or a JSON string that encodes the object. A cost above max_cost is
 // kInvalid. Never throws.

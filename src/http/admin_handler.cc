@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <fmt/format.h>
 #include <vector>
 
@@ -139,6 +140,7 @@ asio::awaitable<Response> AdminHandler::handle(Request req) {
 }
 
 asio::awaitable<Response> AdminHandler::route(Request& req) {
+  if (!query_well_formed(req.query())) co_return error_json(400, "malformed percent-encoding in the query string");
   const auto parts = split_path(req.path());
   const std::string& m = req.method;
   const Timestamp now = clock_.now();
@@ -153,6 +155,7 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     r.headers.push_back({"content-type", "text/plain; version=0.0.4"});
     co_return r;
   }
+  if (parts.size() == 1 && parts[0] == "metrics") co_return error_json(405, "method not allowed; use GET");
   if (parts.size() < 3 || parts[0] != "admin" || parts[1] != "v1") {
     co_return error_json(404, fmt::format("no admin route for '{}'", req.path().substr(0, 200)));
   }
@@ -422,20 +425,26 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
       if (!Month::parse(*month)) co_return error_json(400, "'month' must be YYYY-MM");
       f.month = *month;
     }
+    // Parsed with from_chars: no exceptions, out-of-range is just invalid.
+    auto parse_int = [](std::string_view text, int64_t& out) {
+      auto [ptr, err] = std::from_chars(text.data(), text.data() + text.size(), out);
+      return err == std::errc() && ptr == text.data() + text.size();
+    };
     if (auto limit = query_param(q, "limit"); limit && !limit->empty()) {
       int64_t v = 0;
-      bool ok = limit->size() <= 5;
-      for (char c : *limit) ok = ok && c >= '0' && c <= '9';
-      if (ok) v = std::stoll(*limit);
-      if (!ok || v < 1 || v > 1000) co_return error_json(400, "'limit' must be an integer from 1 to 1000");
+      if (!parse_int(*limit, v) || v < 1 || v > 1000) {
+        co_return error_json(400, "'limit' must be an integer from 1 to 1000");
+      }
       f.limit = v;
     }
     if (auto after = query_param(q, "after"); after && !after->empty()) {
       auto sep = after->find('_');
-      bool ok = sep != std::string::npos && sep > 0 && sep <= 19 && after->size() - sep - 1 <= 64;
-      for (size_t i = 0; ok && i < sep; ++i) ok = (*after)[i] >= '0' && (*after)[i] <= '9';
+      int64_t micros = 0;
+      bool ok = sep != std::string::npos && sep > 0 && after->size() - sep - 1 <= 64 &&
+                parse_int(std::string_view(*after).substr(0, sep), micros) && micros >= 0 &&
+                valid_id(std::string_view(*after).substr(sep + 1));
       if (!ok) co_return error_json(400, "'after' must be a next_after cursor from a previous page");
-      f.after = std::make_pair(Timestamp{std::stoll(after->substr(0, sep))}, after->substr(sep + 1));
+      f.after = std::make_pair(Timestamp{micros}, after->substr(sep + 1));
     }
     std::vector<storage::AuditRow> rows;
     storage::Operation op = [f, &rows](storage::Transaction& tx) -> Status {

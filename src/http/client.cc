@@ -173,10 +173,19 @@ struct UpstreamClient::Impl : std::enable_shared_from_this<UpstreamClient::Impl>
         co_return out;
       }
       beast::flat_buffer buffer;
-      bhttp::response_parser<bhttp::string_body> parser;
-      parser.body_limit(static_cast<uint64_t>(limit));
-      parser.header_limit(64 * 1024);
-      co_await bhttp::async_read(*s, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      std::optional<bhttp::response_parser<bhttp::string_body>> parser_slot;
+      // Interim 1xx answers (100 Continue, 103 Early Hints) precede the real
+      // one; the final answer is what gets charged and relayed.
+      for (int interim = 0; interim < 8; ++interim) {
+        parser_slot.emplace();
+        parser_slot->body_limit(static_cast<uint64_t>(limit));
+        parser_slot->header_limit(64 * 1024);
+        co_await bhttp::async_read(*s, buffer, *parser_slot, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+        int st = static_cast<int>(parser_slot->get().result_int());
+        if (st < 100 || st >= 200 || st == 101) break;
+      }
+      auto& parser = *parser_slot;
       if (ec == bhttp::error::body_limit) {
         out.outcome = ClientResponse::Outcome::kTooLarge;
         out.status = static_cast<int>(parser.get().result_int());

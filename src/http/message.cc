@@ -78,6 +78,16 @@ std::optional<std::string> percent_decode(std::string_view s) {
 }
 }  // namespace
 
+bool query_well_formed(std::string_view query) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    if (!percent_decode(query.substr(0, amp))) return false;
+    if (amp == std::string_view::npos) break;
+    query = query.substr(amp + 1);
+  }
+  return true;
+}
+
 std::optional<std::string> query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     auto amp = query.find('&');

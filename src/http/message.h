@@ -45,6 +45,8 @@ struct Response {
 
 // Value of one query parameter (percent-decoded), if present.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
+// False if any parameter's percent-encoding is malformed.
+bool query_well_formed(std::string_view query);
 
 // A handler answers one request. It runs on the server's io_context; it must
 // not block the thread (store and upstream calls are awaited).

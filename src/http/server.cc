@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -43,6 +44,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::atomic<int64_t> connections{0};
   std::atomic<int64_t> in_flight{0};
   bool stopping = false;
+  bool accept_failing = false;
   // Streams of idle connections, closed on stop so shutdown does not wait for them.
   std::list<beast::tcp_stream*> idle;
 
@@ -53,9 +55,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
-        log::Event("accept_failed").str("error", ec.message()).emit(log::Level::kWarn);
+        // Out of file descriptors (or a similar resource): back off instead of
+        // spinning, and log once per episode.
+        if (!accept_failing) log::Event("accept_failed").str("error", ec.message()).emit(log::Level::kWarn);
+        accept_failing = true;
+        asio::steady_timer pause(io, std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
+      accept_failing = false;
       if (connections.load() >= options.connections_max) {
         socket.close(ec);  // over the limit: refuse rather than queue without bound
         continue;
@@ -138,7 +146,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       req.remote = remote;
       stream.expires_never();  // the handler may wait on the upstream for long
       in_flight.fetch_add(1);
-      Response res = co_await handler.handle(std::move(req));
+      Response res;
+      try {
+        res = co_await handler.handle(std::move(req));
+      } catch (const std::exception& e) {
+        // A handler bug must not take the connection bookkeeping down with it.
+        log::Event("handler_exception").str("error", e.what()).emit(log::Level::kError);
+        res = error_response(500, "internal error");
+      }
       in_flight.fetch_sub(1);
       if (res.close || stopping) keep_alive = false;
       res.close = !keep_alive;

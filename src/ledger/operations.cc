@@ -278,6 +278,15 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
     }
     TG_ASSIGN(auto acc, tx.get_account(in.owner));
     if (!acc) return NotFound(fmt::format("unknown owner '{}'", in.owner));
+    {
+      TG_ASSIGN(auto existing_grants, tx.list_grants(in.owner));
+      Microdollars total(in.amount_microdollars);
+      for (const auto& eg : existing_grants) total += eg.remaining;
+      if (total > kMaxOwnerTotal) {
+        return InvalidArgument(fmt::format("this grant would take the remaining credit of '{}' over {} µ$",
+                                           in.owner, kMaxOwnerTotal.value()));
+      }
+    }
     storage::GrantRow g;
     g.id = "grant_" + random_hex(8);
     g.owner = in.owner;
@@ -319,6 +328,10 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
       out.row = *existing;
     } else {
       if (!acc) return NotFound(fmt::format("unknown owner '{}'", in.owner));
+      if (acc->debt + Microdollars(in.amount_microdollars) > kMaxOwnerTotal) {
+        return InvalidArgument(fmt::format("this usage would take the debt of '{}' over {} µ$", in.owner,
+                                           kMaxOwnerTotal.value()));
+      }
       out.row = storage::ExternalUsageRow{"usage_" + random_hex(8), in.owner, Microdollars(in.amount_microdollars),
                                           in.at, in.idempotency_key, in.request_fingerprint, in.now};
       TG_TRY(tx.insert_external_usage(out.row));

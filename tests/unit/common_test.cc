@@ -104,3 +104,15 @@ TEST(Ids, ApiKeysSplitIntoIdAndSecret) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(Time, OnlyInstantsWithFourDigitYearsAfter1970) {
+  EXPECT_FALSE(parse_rfc3339("9999-12-31T23:59:59.999999-23:59").has_value());
+  EXPECT_FALSE(parse_rfc3339("1969-12-31T23:59:59Z").has_value());
+  EXPECT_TRUE(parse_rfc3339("9999-12-31T23:59:59Z").has_value());
+}
+
+}  // namespace
+}  // namespace tollgate

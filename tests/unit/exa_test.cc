@@ -371,7 +371,7 @@ INSTANTIATE_TEST_SUITE_P(
         CostCase{R"({"costDollars":{"total":true}})", CostReading::kInvalid, 0},
         CostCase{R"({"costDollars":{"total":[0.005]}})", CostReading::kInvalid, 0},
         CostCase{R"({"costDollars":{"total":{"v":0.005}}})", CostReading::kInvalid, 0},
-        CostCase{R"({"costDollars":{"total":01}})", CostReading::kInvalid, 0},
+        CostCase{R"({"costDollars":{"total":01}})", CostReading::kMissing, 0},  // not JSON at all
         CostCase{R"({"costDollars":null})", CostReading::kInvalid, 0},
         CostCase{R"({"costDollars":0.005})", CostReading::kInvalid, 0},
         CostCase{R"({"costDollars":[{"total":0.005}]})", CostReading::kInvalid, 0},
@@ -431,6 +431,23 @@ TEST(ReadCost, DeepNestingDoesNotCrash) {
   ParsedCost c = read_cost(body, kMax);
   // simdjson refuses documents deeper than its limit; either way nothing throws.
   EXPECT_NE(c.reading, CostReading::kInvalid);
+}
+
+}  // namespace
+}  // namespace tollgate::exa
+
+namespace tollgate::exa {
+namespace {
+
+TEST(ReadCostValidity, ABodyThatIsNotJsonHasNoUsableCost) {
+  auto max = Microdollars(100'000'000);
+  EXPECT_EQ(read_cost(R"({"results":[tru],"costDollars":{"total":0.002}})", max).reading, CostReading::kMissing);
+  EXPECT_EQ(read_cost(R"({"results":[],"costDollars":{"total":0.002}} trailing)", max).reading, CostReading::kMissing);
+  auto ok = read_cost(R"({"results":[1e400],"costDollars":{"total":0.002}})", max);
+  EXPECT_EQ(ok.reading, CostReading::kValid);
+  EXPECT_EQ(ok.cost.value(), 2000);
+  EXPECT_TRUE(is_valid_json(R"({"a":[1,2,{"b":null}]})"));
+  EXPECT_FALSE(is_valid_json(R"({"a":)"));
 }
 
 }  // namespace
