@@ -2,7 +2,9 @@
 # Builds tollgate and runs it on an embedded SQLite store in front of a
 # simulated Exa upstream, then sends a few metered searches and prints their
 # receipts and the month's usage. Keeps serving until Ctrl-C (--once: stop
-# after the demo).
+# after the demo). Ports: 8080 (proxy), 8081 (admin), 8090 (upstream), or
+# TOLLGATE_DEMO_PROXY_PORT / _ADMIN_PORT / _UPSTREAM_PORT. The data lives in a
+# temporary directory, removed on exit unless TOLLGATE_DEMO_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -25,6 +27,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [[ "${TOLLGATE_DEMO_KEEP:-0}" != 1 ]]; then rm -rf "$DATA"; else echo "data kept in $DATA"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -50,8 +53,16 @@ for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$UPSTREAM_PORT/_fake/calls" >/dev/null 2>&1 && break
   sleep 0.1
 done
+# Our own processes must be the ones answering (a port may belong to something else).
+for p in "${pids[@]}"; do
+  if ! kill -0 "$p" 2>/dev/null; then
+    echo "a demo process exited at start-up (is a port in use? set TOLLGATE_DEMO_*_PORT); its logs:" >&2
+    cat "$DATA/fake-exa.log" "$DATA/tollgate.log" >&2
+    exit 1
+  fi
+done
 if ! curl -fs "http://127.0.0.1:$PROXY_PORT/healthz" >/dev/null; then
-  echo "tollgate did not start; its log:"; cat "$DATA/tollgate.log" "$DATA/fake-exa.log"; exit 1
+  echo "tollgate did not start; its log:" >&2; cat "$DATA/tollgate.log" "$DATA/fake-exa.log" >&2; exit 1
 fi
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
@@ -89,7 +100,7 @@ say "Report for $MONTH"
 if [[ $ONCE == 1 ]]; then exit 0; fi
 cat <<TXT
 
-tollgate is running (data in $DATA):
+tollgate is running (data and logs in $DATA, removed on exit unless TOLLGATE_DEMO_KEEP=1):
   proxy   http://127.0.0.1:$PROXY_PORT/api/exa/{search,contents,findSimilar,answer,context}
   admin   $TOLLGATE_ADMIN_URL   (Authorization: Bearer $TOLLGATE_ADMIN_TOKEN)
   demo key  $KEY
