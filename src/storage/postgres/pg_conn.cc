@@ -153,9 +153,13 @@ Result<std::vector<PgResult>> Connection::exec_all(std::string_view sql) {
 }
 
 Result<PgResult> Connection::query(const std::string& sql, const Params& params) {
+  if (pipeline_) {
+    TG_TRY(send(sql, params, /*prepare=*/true, /*keep=*/true));
+    return collect();
+  }
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
-    std::string name = fmt::format("tg{}", prepared_.size());
+    std::string name = fmt::format("tg{}", statements_named_++);
     auto prep = check(PQprepare(conn_, name.c_str(), sql.c_str(), params.size(), nullptr), "prepare");
     if (!prep.ok()) return prep.status();
     it = prepared_.emplace(sql, std::move(name)).first;
@@ -166,9 +170,114 @@ Result<PgResult> Connection::query(const std::string& sql, const Params& params)
 }
 
 Result<PgResult> Connection::query_once(const std::string& sql, const Params& params) {
+  if (pipeline_) {
+    TG_TRY(send(sql, params, /*prepare=*/false, /*keep=*/true));
+    return collect();
+  }
   auto ptrs = params.pointers();
   return check(PQexecParams(conn_, sql.c_str(), params.size(), nullptr, ptrs.data(), nullptr, nullptr, 0),
                sql.size() > 60 ? std::string_view(sql).substr(0, 60) : std::string_view(sql));
+}
+
+void Connection::begin_pipeline() {
+  // Only from an idle connection; a broken one fails at its first statement.
+  pipeline_ = PQenterPipelineMode(conn_) == 1;
+  expected_.clear();
+  pipeline_error_.reset();
+  pipeline_fault_ = Fault::kNone;
+}
+
+Status Connection::send(const std::string& sql, const Params& params, bool prepare, bool keep) {
+  auto ptrs = params.pointers();
+  int sent = 0;
+  if (prepare) {
+    auto it = prepared_.find(sql);
+    if (it == prepared_.end()) {
+      std::string name = fmt::format("tg{}", statements_named_++);
+      if (!PQsendPrepare(conn_, name.c_str(), sql.c_str(), params.size(), nullptr)) {
+        return error_status(conn_, nullptr, "send", last_fault_);
+      }
+      expected_.push_back(Expected{true, false, sql});
+      it = prepared_.emplace(sql, std::move(name)).first;
+    }
+    sent = PQsendQueryPrepared(conn_, it->second.c_str(), params.size(), ptrs.data(), nullptr, nullptr, 0);
+  } else {
+    sent = PQsendQueryParams(conn_, sql.c_str(), params.size(), nullptr, ptrs.data(), nullptr, nullptr, 0);
+  }
+  if (!sent) return error_status(conn_, nullptr, "send", last_fault_);
+  expected_.push_back(Expected{false, keep, sql});
+  return Status::Ok();
+}
+
+Status Connection::write(const std::string& sql, const Params& params, bool prepare) {
+  if (!pipeline_) return prepare ? query(sql, params).status() : query_once(sql, params).status();
+  return send(sql, params, prepare, /*keep=*/false);
+}
+
+Result<PgResult> Connection::collect() {
+  // Ask the server to send what it has; the answers come in the order sent.
+  if (!PQsendFlushRequest(conn_) || PQflush(conn_) != 0) {
+    expected_.clear();
+    return error_status(conn_, nullptr, "flush", last_fault_);
+  }
+  PgResult kept;
+  for (const Expected& e : expected_) {
+    PGresult* r = PQgetResult(conn_);
+    const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_PIPELINE_ABORTED) {
+      // Skipped after an earlier failure, which is the one reported; a
+      // skipped PREPARE did not happen, so it is sent again next time.
+      PQclear(r);
+      if (e.prepare) prepared_.erase(e.sql);
+    } else {
+      auto checked = check(r, std::string_view(e.sql).substr(0, 60));
+      if (!checked.ok()) {
+        if (e.prepare) prepared_.erase(e.sql);
+        if (!pipeline_error_) {
+          pipeline_error_ = checked.status();
+          pipeline_fault_ = last_fault_;
+        }
+      } else if (e.keep) {
+        kept = std::move(checked.value());
+      }
+    }
+    if (r == nullptr) break;  // the connection is gone
+    PQgetResult(conn_);       // the NULL that ends each statement's answers
+  }
+  expected_.clear();
+  if (pipeline_error_) {
+    last_fault_ = pipeline_fault_;
+    return *pipeline_error_;
+  }
+  return kept;
+}
+
+Status Connection::end_pipeline() {
+  if (!pipeline_) return Status::Ok();
+  Status s;
+  if (!PQpipelineSync(conn_)) {
+    s = error_status(conn_, nullptr, "sync", last_fault_);
+  } else {
+    if (PQflush(conn_) != 0) s = error_status(conn_, nullptr, "flush", last_fault_);
+    auto c = s.ok() ? collect() : Result<PgResult>(s);
+    if (!c.ok()) s = c.status();
+    if (PQstatus(conn_) != CONNECTION_BAD) {
+      // The answer to the Sync itself.
+      while (PGresult* r = PQgetResult(conn_)) {
+        const bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync) break;
+      }
+    }
+  }
+  if (s.ok() && pipeline_error_) s = *pipeline_error_;
+  const Fault fault = pipeline_error_ ? pipeline_fault_ : last_fault_;
+  PQexitPipelineMode(conn_);
+  pipeline_ = false;
+  expected_.clear();
+  pipeline_error_.reset();
+  if (!s.ok()) last_fault_ = fault;
+  return s;
 }
 
 }  // namespace tollgate::storage::pg

@@ -121,6 +121,17 @@ class Connection {
   // A parameterized statement run without preparing (for one-off statements).
   Result<PgResult> query_once(const std::string& sql, const Params& params);
 
+  // Pipelining (libpq pipeline mode). Between begin_pipeline() and
+  // end_pipeline(), write() sends a statement without waiting for its
+  // answer; the next query() or end_pipeline() collects the answers in
+  // order, so a run of writes costs no round trip of its own. A failed write
+  // is reported by that next call (and every statement after it in the
+  // pipeline fails as aborted); end_pipeline() returns the first failure.
+  void begin_pipeline();
+  Status write(const std::string& sql, const Params& params, bool prepare = true);
+  Status end_pipeline();
+  bool pipelining() const { return pipeline_; }
+
   // The Fault of the last failed call (kNone after a success).
   Fault last_fault() const { return last_fault_; }
   // True once the connection is unusable (dropped, or the server went away).
@@ -131,9 +142,26 @@ class Connection {
   explicit Connection(PGconn* conn) : conn_(conn) {}
   Result<PgResult> check(PGresult* r, std::string_view what);
 
+  // Pipeline mode: sends a statement (preparing it first if new), expecting its answer.
+  Status send(const std::string& sql, const Params& params, bool prepare, bool keep);
+  // Reads the answers of everything sent, in order; returns the kept one.
+  Result<PgResult> collect();
+
+  // One answer the pipeline owes us.
+  struct Expected {
+    bool prepare = false;     // the answer to a PQsendPrepare
+    bool keep = false;        // the result a query() returns
+    std::string sql;          // for messages, and to forget a failed prepare
+  };
+
   PGconn* conn_;
   Fault last_fault_ = Fault::kNone;
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
+  size_t statements_named_ = 0;
+  bool pipeline_ = false;
+  std::vector<Expected> expected_;
+  std::optional<Status> pipeline_error_;  // the first failure since begin_pipeline()
+  Fault pipeline_fault_ = Fault::kNone;
 };
 
 // The Status for a failed result (or a null result on a broken connection),

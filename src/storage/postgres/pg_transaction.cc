@@ -123,10 +123,7 @@ Result<PgResult> PgTransaction::run(const std::string& sql, const Params& params
   auto r = prepare ? conn_.query(sql, params) : conn_.query_once(sql, params);
   // The first failure is the one that explains the operation's outcome;
   // later statements only report that the transaction is aborted.
-  if (!r.ok() && fault_ == Fault::kNone) {
-    fault_ = conn_.last_fault();
-    first_error_ = r.status();
-  }
+  if (!r.ok()) note_failure(r.status(), conn_.last_fault());
   return r;
 }
 

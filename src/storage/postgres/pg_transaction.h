@@ -117,9 +117,21 @@ class PgTransaction final : public Transaction {
 
   // For cursors: runs a statement, recording a failure as the operation's.
   Result<PgResult> run(const std::string& sql, const Params& params, bool prepare = true);
+  // Records a failure found outside a statement (the end of a pipeline).
+  void note_failure(const Status& s, Fault f) {
+    if (fault_ != Fault::kNone) return;
+    fault_ = f == Fault::kNone ? Fault::kOther : f;
+    first_error_ = s;
+  }
 
  private:
-  Status exec_write(const std::string& sql, const Params& params) { return run(sql, params).status(); }
+  // Writes are pipelined while the store has the connection in pipeline
+  // mode: their outcome is known at the next read or at the operation's end.
+  Status exec_write(const std::string& sql, const Params& params) {
+    Status s = conn_.write(sql, params);
+    if (!s.ok()) note_failure(s, conn_.last_fault());
+    return s;
+  }
   // sql + " " + clause when this transaction takes row locks and does not
   // hold the lock of `key` already. Each row is locked once per transaction:
   // locking it again from a later savepoint would make PostgreSQL record
