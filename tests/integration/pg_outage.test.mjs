@@ -8,6 +8,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import fsp from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import {
   useHarness, costBody, assertReceipt, assertStatus, makeTempDir, waitFor, sleep, request, PG_SKIP, rowMoney,
@@ -27,7 +28,11 @@ function pgServer(cmd, dir) {
 // Module level, so the harnesses below can be pointed at it when they are declared.
 const serverDir = PG_SKIP ? null : await makeTempDir('tollgate-pg-outage-');
 const serverUrl = PG_SKIP ? null : await pgServer('start', serverDir);
-after(async () => { if (serverDir) await pgServer('stop', serverDir).catch(() => {}); });
+after(async () => {
+  if (!serverDir) return;
+  await pgServer('stop', serverDir).catch(() => {});
+  await fsp.rm(serverDir, { recursive: true, force: true });
+});
 
 // The audit rows of these requests, read through the admin API.
 async function rowsOf(h, ids) {
