@@ -74,11 +74,9 @@ using storage::GrantRow;
 
 // The backends the property runs against. TOLLGATE_TEST_PG_URL names a
 // PostgreSQL server on which each generated case gets a database of its own.
-std::vector<std::string> property_backends() {
-  std::vector<std::string> b{"sqlite"};
-  if (std::getenv("TOLLGATE_TEST_PG_URL")) b.push_back("postgres");
-  return b;
-}
+// Both are always listed (CTest lists the cases when the binary is built, before
+// a PostgreSQL server exists); the postgres case skips without TOLLGATE_TEST_PG_URL.
+std::vector<std::string> property_backends() { return {"sqlite", "postgres"}; }
 
 // A fresh, migrated store for one generated case; removed afterwards.
 class CaseDatabase {
@@ -1209,6 +1207,9 @@ class LedgerPropertyTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LedgerPropertyTest, RandomHistoriesKeepLedgerInvariants) {
   const std::string backend = GetParam();
+  if (backend == "postgres" && !std::getenv("TOLLGATE_TEST_PG_URL")) {
+    GTEST_SKIP() << "needs PostgreSQL: set TOLLGATE_TEST_PG_URL to a server URL (scripts/test.sh starts one)";
+  }
   check_property(
       [backend] {
         const Case c = *gen_case();
