@@ -1,15 +1,15 @@
 #include "http/admin_handler.h"
 
-#include <boost/json.hpp>
-
-#include <charconv>
 #include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <charconv>
 #include <vector>
 
 #include "common/ids.h"
+#include "http/proxy_handler.h"
 #include "ledger/operations.h"
 #include "ledger/recompute.h"
-#include "http/proxy_handler.h"
 #include "storage/async.h"
 
 namespace tollgate::http {
@@ -27,11 +27,16 @@ Response error_json(int status, std::string_view message) {
 
 Response from_status(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kInvalidArgument: return error_json(400, s.message());
-    case StatusCode::kNotFound: return error_json(404, s.message());
-    case StatusCode::kConflict: return error_json(409, s.message());
-    case StatusCode::kUnavailable: return error_json(503, s.message());
-    default: return error_json(500, s.message());
+    case StatusCode::kInvalidArgument:
+      return error_json(400, s.message());
+    case StatusCode::kNotFound:
+      return error_json(404, s.message());
+    case StatusCode::kConflict:
+      return error_json(409, s.message());
+    case StatusCode::kUnavailable:
+      return error_json(503, s.message());
+    default:
+      return error_json(500, s.message());
   }
 }
 
@@ -118,6 +123,31 @@ json::object audit_json(const storage::AuditRow& a) {
 
 Response ok_json(int status, const json::object& o) { return Response::json(status, json::serialize(o)); }
 
+// The fields every ledger entry sent to the admin API has (grants, usage).
+struct EntryFields {
+  std::string owner;
+  int64_t amount_microdollars = 0;
+  std::string idempotency_key;
+};
+
+Result<EntryFields> entry_fields(const json::object& body) {
+  EntryFields f;
+  TG_ASSIGN(auto owner, opt_string(body, "owner"));
+  if (!owner || !Owner::parse(*owner)) return InvalidArgument("'owner' must be user:<id> or org:<id>");
+  f.owner = *owner;
+  auto* amount = body.if_contains("amount_microdollars");
+  if (!amount || !amount->is_int64() || amount->as_int64() <= 0 || amount->as_int64() > kMaxAmount.value()) {
+    return InvalidArgument(fmt::format("'amount_microdollars' must be an integer from 1 to {}", kMaxAmount.value()));
+  }
+  f.amount_microdollars = amount->as_int64();
+  TG_ASSIGN(auto key, opt_string(body, "idempotency_key"));
+  if (!key || key->empty() || key->size() > 256) {
+    return InvalidArgument("'idempotency_key' is required: a string of 1-256 characters");
+  }
+  f.idempotency_key = *key;
+  return f;
+}
+
 }  // namespace
 
 AdminHandler::AdminHandler(const Config& config, storage::Store& store, const Clock& clock, Metrics& metrics,
@@ -174,7 +204,8 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     storage::UserRow u;
     u.id = id->value_or("u_" + random_hex(8));
     if (Status s = check_id("user", u.id); !s.ok()) co_return from_status(s);
-    if (*tier && (tier->value().empty() || tier->value().size() > 64)) co_return error_json(400, "'tier' must be 1-64 characters");
+    if (*tier && (tier->value().empty() || tier->value().size() > 64))
+      co_return error_json(400, "'tier' must be 1-64 characters");
     u.tier = *tier;
     u.created_at = now;
     storage::Operation op = ledger::create_user(u);
@@ -193,10 +224,12 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     std::optional<std::optional<std::string>> tier;
     std::optional<bool> blocked;
     if (auto* t = body->if_contains("tier")) {
-      if (t->is_null()) tier = std::optional<std::string>();
+      if (t->is_null())
+        tier = std::optional<std::string>();
       else if (t->is_string() && !t->as_string().empty() && t->as_string().size() <= 64)
         tier = std::optional<std::string>(std::string(t->as_string()));
-      else co_return error_json(400, "'tier' must be a string of 1-64 characters or null");
+      else
+        co_return error_json(400, "'tier' must be a string of 1-64 characters or null");
     }
     if (auto* b = body->if_contains("blocked")) {
       if (!b->is_bool()) co_return error_json(400, "'blocked' must be true or false");
@@ -311,16 +344,12 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     if (m != "POST") co_return method_not_allowed();
     auto body = body_object(req);
     if (!body.ok()) co_return from_status(body.status());
+    auto fields = entry_fields(*body);
+    if (!fields.ok()) co_return from_status(fields.status());
     ledger::GrantInput in;
-    auto owner = opt_string(*body, "owner");
-    if (!owner.ok()) co_return from_status(owner.status());
-    if (!*owner || !Owner::parse(**owner)) co_return error_json(400, "'owner' must be user:<id> or org:<id>");
-    in.owner = **owner;
-    auto* amount = body->if_contains("amount_microdollars");
-    if (!amount || !amount->is_int64() || amount->as_int64() <= 0 || amount->as_int64() > kMaxAmount.value()) {
-      co_return error_json(400, fmt::format("'amount_microdollars' must be an integer from 1 to {}", kMaxAmount.value()));
-    }
-    in.amount_microdollars = amount->as_int64();
+    in.owner = fields->owner;
+    in.amount_microdollars = fields->amount_microdollars;
+    in.idempotency_key = fields->idempotency_key;
     auto eff = opt_time(*body, "effective_at");
     auto exp = opt_time(*body, "expires_at");
     if (!eff.ok()) co_return from_status(eff.status());
@@ -330,12 +359,6 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     if (in.expires_at && *in.expires_at <= in.effective_at.value_or(now)) {
       co_return error_json(400, "'expires_at' must be after 'effective_at'");
     }
-    auto key = opt_string(*body, "idempotency_key");
-    if (!key.ok()) co_return from_status(key.status());
-    if (!*key || (*key)->empty() || (*key)->size() > 256) {
-      co_return error_json(400, "'idempotency_key' is required: a string of 1-256 characters");
-    }
-    in.idempotency_key = **key;
     in.request_fingerprint = fmt::format("{}|{}|{}|{}", in.owner, in.amount_microdollars,
                                          in.effective_at ? std::to_string(in.effective_at->micros) : "-",
                                          in.expires_at ? std::to_string(in.expires_at->micros) : "-");
@@ -351,30 +374,20 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     if (m != "POST") co_return method_not_allowed();
     auto body = body_object(req);
     if (!body.ok()) co_return from_status(body.status());
+    auto fields = entry_fields(*body);
+    if (!fields.ok()) co_return from_status(fields.status());
     ledger::ExternalUsageInput in;
-    auto owner = opt_string(*body, "owner");
-    if (!owner.ok()) co_return from_status(owner.status());
-    if (!*owner || !Owner::parse(**owner)) co_return error_json(400, "'owner' must be user:<id> or org:<id>");
-    in.owner = **owner;
-    auto* amount = body->if_contains("amount_microdollars");
-    if (!amount || !amount->is_int64() || amount->as_int64() <= 0 || amount->as_int64() > kMaxAmount.value()) {
-      co_return error_json(400, fmt::format("'amount_microdollars' must be an integer from 1 to {}", kMaxAmount.value()));
-    }
-    in.amount_microdollars = amount->as_int64();
+    in.owner = fields->owner;
+    in.amount_microdollars = fields->amount_microdollars;
+    in.idempotency_key = fields->idempotency_key;
     auto when = opt_time(*body, "at");
     if (!when.ok()) co_return from_status(when.status());
     in.at = when->value_or(now);
     if (in.at.micros > now.micros + 5 * 60 * 1'000'000LL) {
       co_return error_json(400, "'at' may be at most 5 minutes in the future");
     }
-    auto key = opt_string(*body, "idempotency_key");
-    if (!key.ok()) co_return from_status(key.status());
-    if (!*key || (*key)->empty() || (*key)->size() > 256) {
-      co_return error_json(400, "'idempotency_key' is required: a string of 1-256 characters");
-    }
-    in.idempotency_key = **key;
-    in.request_fingerprint = fmt::format("{}|{}|{}", in.owner, in.amount_microdollars,
-                                         *when ? std::to_string((*when)->micros) : "-");
+    in.request_fingerprint =
+        fmt::format("{}|{}|{}", in.owner, in.amount_microdollars, *when ? std::to_string((*when)->micros) : "-");
     in.now = now;
     ledger::ExternalUsageOutcome out;
     storage::Operation op = ledger::record_external_usage(in, out);

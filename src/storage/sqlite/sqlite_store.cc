@@ -1,13 +1,13 @@
 #include "storage/sqlite/sqlite_store.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
-#include <fmt/format.h>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -111,6 +111,19 @@ class SqliteCursor final : public Cursor<Row> {
   Extract extract_;
 };
 
+// Every row a statement yields, extracted by `row_of`.
+template <typename Row, typename F>
+Result<std::vector<Row>> collect(Stmt& s, F row_of) {
+  std::vector<Row> out;
+  while (true) {
+    auto r = s.step();
+    if (!r.ok()) return r.status();
+    if (!*r) break;
+    out.push_back(row_of(s));
+  }
+  return out;
+}
+
 class SqliteTransaction final : public Transaction {
  public:
   explicit SqliteTransaction(sqlite3* db) : db_(db) {}
@@ -199,10 +212,15 @@ class SqliteTransaction final : public Transaction {
         ApiKeyRow{s->col_text(0), s->col_text(1), s->col_text(2), s->col_ts(3), s->col_opt_ts(4)});
   }
   Status insert_api_key(const ApiKeyRow& k) override {
-    auto s = prep("INSERT INTO api_keys (id, user_id, secret_sha256, created_at_us, revoked_at_us) VALUES (?, ?, ?, ?, ?)");
+    auto s =
+        prep("INSERT INTO api_keys (id, user_id, secret_sha256, created_at_us, revoked_at_us) VALUES (?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, k.id).text(2, k.user_id).text(3, k.secret_sha256).i64(4, k.created_at.micros)
-        .opt_ts(5, k.revoked_at).exec();
+    return s->text(1, k.id)
+        .text(2, k.user_id)
+        .text(3, k.secret_sha256)
+        .i64(4, k.created_at.micros)
+        .opt_ts(5, k.revoked_at)
+        .exec();
   }
   Status revoke_api_key(const std::string& id, Timestamp at) override {
     auto s = prep("UPDATE api_keys SET revoked_at_us = COALESCE(revoked_at_us, ?) WHERE id = ?");
@@ -211,8 +229,9 @@ class SqliteTransaction final : public Transaction {
   }
 
   Result<std::optional<AccountRow>> get_account(const std::string& owner) override {
-    auto s = prep("SELECT owner, debt_microdollars, held_microdollars, created_at_us, latest_event_at_us "
-                  "FROM accounts WHERE owner = ?");
+    auto s = prep(
+        "SELECT owner, debt_microdollars, held_microdollars, created_at_us, latest_event_at_us "
+        "FROM accounts WHERE owner = ?");
     if (!s.ok()) return s.status();
     s->text(1, owner);
     auto r = s->step();
@@ -222,40 +241,39 @@ class SqliteTransaction final : public Transaction {
         AccountRow{s->col_text(0), s->col_money(1), s->col_money(2), s->col_ts(3), s->col_ts(4)});
   }
   Status insert_account(const AccountRow& a) override {
-    auto s = prep("INSERT INTO accounts (owner, debt_microdollars, held_microdollars, created_at_us, "
-                  "latest_event_at_us) VALUES (?, ?, ?, ?, ?)");
+    auto s = prep(
+        "INSERT INTO accounts (owner, debt_microdollars, held_microdollars, created_at_us, "
+        "latest_event_at_us) VALUES (?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, a.owner).i64(2, a.debt.value()).i64(3, a.held.value()).i64(4, a.created_at.micros)
-        .i64(5, a.latest_event_at.micros).exec();
+    return s->text(1, a.owner)
+        .i64(2, a.debt.value())
+        .i64(3, a.held.value())
+        .i64(4, a.created_at.micros)
+        .i64(5, a.latest_event_at.micros)
+        .exec();
   }
   Status update_account(const AccountRow& a) override {
-    auto s = prep("UPDATE accounts SET debt_microdollars = ?, held_microdollars = ?, latest_event_at_us = ? "
-                  "WHERE owner = ?");
+    auto s = prep(
+        "UPDATE accounts SET debt_microdollars = ?, held_microdollars = ?, latest_event_at_us = ? "
+        "WHERE owner = ?");
     if (!s.ok()) return s.status();
     return s->i64(1, a.debt.value()).i64(2, a.held.value()).i64(3, a.latest_event_at.micros).text(4, a.owner).exec();
   }
 
   static GrantRow grant_from(Stmt& s) {
-    return GrantRow{s.col_text(0), s.col_text(1), s.col_money(2), s.col_money(3), s.col_money(4),
-                    s.col_ts(5), s.col_opt_ts(6), s.col_text(7), s.col_text(8), s.col_ts(9),
-                    s.col_i64(10) != 0, s.col_opt_ts(11)};
+    return GrantRow{s.col_text(0),  s.col_text(1), s.col_money(2),     s.col_money(3),
+                    s.col_money(4), s.col_ts(5),   s.col_opt_ts(6),    s.col_text(7),
+                    s.col_text(8),  s.col_ts(9),   s.col_i64(10) != 0, s.col_opt_ts(11)};
   }
-#define TG_GRANT_COLS                                                                        \
-  "id, owner, amount_microdollars, remaining_microdollars, expired_microdollars, "           \
-  "effective_at_us, expires_at_us, idempotency_key, request_fingerprint, created_at_us, activated, "  \
+#define TG_GRANT_COLS                                                                                \
+  "id, owner, amount_microdollars, remaining_microdollars, expired_microdollars, "                   \
+  "effective_at_us, expires_at_us, idempotency_key, request_fingerprint, created_at_us, activated, " \
   "expiry_recorded_at_us"
   Result<std::vector<GrantRow>> list_grants(const std::string& owner) override {
     auto s = prep("SELECT " TG_GRANT_COLS " FROM grants WHERE owner = ? ORDER BY effective_at_us, id");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    std::vector<GrantRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(grant_from(*s));
-    }
-    return out;
+    return collect<GrantRow>(*s, [](Stmt& st) { return grant_from(st); });
   }
   Result<std::optional<GrantRow>> get_grant_by_idempotency_key(const std::string& key) override {
     auto s = prep("SELECT " TG_GRANT_COLS " FROM grants WHERE idempotency_key = ?");
@@ -269,66 +287,85 @@ class SqliteTransaction final : public Transaction {
   Status insert_grant(const GrantRow& g) override {
     auto s = prep("INSERT INTO grants (" TG_GRANT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, g.id).text(2, g.owner).i64(3, g.amount.value()).i64(4, g.remaining.value())
-        .i64(5, g.expired.value()).i64(6, g.effective_at.micros).opt_ts(7, g.expires_at)
-        .text(8, g.idempotency_key).text(9, g.request_fingerprint).i64(10, g.created_at.micros)
-        .i64(11, g.activated).opt_ts(12, g.expiry_recorded_at).exec();
+    return s->text(1, g.id)
+        .text(2, g.owner)
+        .i64(3, g.amount.value())
+        .i64(4, g.remaining.value())
+        .i64(5, g.expired.value())
+        .i64(6, g.effective_at.micros)
+        .opt_ts(7, g.expires_at)
+        .text(8, g.idempotency_key)
+        .text(9, g.request_fingerprint)
+        .i64(10, g.created_at.micros)
+        .i64(11, g.activated)
+        .opt_ts(12, g.expiry_recorded_at)
+        .exec();
   }
   Status update_grant(const GrantRow& g) override {
-    auto s = prep("UPDATE grants SET remaining_microdollars = ?, expired_microdollars = ?, activated = ?, "
-                  "expiry_recorded_at_us = ? WHERE id = ?");
+    auto s = prep(
+        "UPDATE grants SET remaining_microdollars = ?, expired_microdollars = ?, activated = ?, "
+        "expiry_recorded_at_us = ? WHERE id = ?");
     if (!s.ok()) return s.status();
-    return s->i64(1, g.remaining.value()).i64(2, g.expired.value()).i64(3, g.activated)
-        .opt_ts(4, g.expiry_recorded_at).text(5, g.id).exec();
+    return s->i64(1, g.remaining.value())
+        .i64(2, g.expired.value())
+        .i64(3, g.activated)
+        .opt_ts(4, g.expiry_recorded_at)
+        .text(5, g.id)
+        .exec();
   }
   Status upsert_expiry(const ExpiryRow& e) override {
-    auto s = prep("INSERT INTO grant_expiries (grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us) "
-                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (grant_id) DO UPDATE SET "
-                  "amount_microdollars = excluded.amount_microdollars, recorded_at_us = excluded.recorded_at_us");
+    auto s = prep(
+        "INSERT INTO grant_expiries (grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (grant_id) DO UPDATE SET "
+        "amount_microdollars = excluded.amount_microdollars, recorded_at_us = excluded.recorded_at_us");
     if (!s.ok()) return s.status();
-    return s->text(1, e.grant_id).text(2, e.owner).i64(3, e.amount.value()).i64(4, e.expired_at.micros)
-        .i64(5, e.recorded_at.micros).exec();
+    return s->text(1, e.grant_id)
+        .text(2, e.owner)
+        .i64(3, e.amount.value())
+        .i64(4, e.expired_at.micros)
+        .i64(5, e.recorded_at.micros)
+        .exec();
   }
   Result<std::vector<ExpiryRow>> list_expiries_for_owner(const std::string& owner) override {
-    auto s = prep("SELECT grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us FROM grant_expiries "
-                  "WHERE owner = ? ORDER BY expired_at_us, grant_id");
+    auto s = prep(
+        "SELECT grant_id, owner, amount_microdollars, expired_at_us, recorded_at_us FROM grant_expiries "
+        "WHERE owner = ? ORDER BY expired_at_us, grant_id");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    std::vector<ExpiryRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(ExpiryRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_ts(3), s->col_ts(4)});
-    }
-    return out;
+    return collect<ExpiryRow>(*s, [](Stmt& st) {
+      return ExpiryRow{st.col_text(0), st.col_text(1), st.col_money(2), st.col_ts(3), st.col_ts(4)};
+    });
   }
   Status insert_adjustment(const AdjustmentRow& a) override {
-    auto s = prep("INSERT INTO ledger_adjustments (id, subject, field, stored_microdollars, recomputed_microdollars, "
-                  "at_us, reason) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    auto s = prep(
+        "INSERT INTO ledger_adjustments (id, subject, field, stored_microdollars, recomputed_microdollars, "
+        "at_us, reason) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, a.id).text(2, a.subject).text(3, a.field).i64(4, a.stored.value())
-        .i64(5, a.recomputed.value()).i64(6, a.at.micros).text(7, a.reason).exec();
+    return s->text(1, a.id)
+        .text(2, a.subject)
+        .text(3, a.field)
+        .i64(4, a.stored.value())
+        .i64(5, a.recomputed.value())
+        .i64(6, a.at.micros)
+        .text(7, a.reason)
+        .exec();
   }
   Result<std::vector<AdjustmentRow>> list_adjustments(const std::string& subject) override {
-    auto s = prep("SELECT id, subject, field, stored_microdollars, recomputed_microdollars, at_us, reason "
-                  "FROM ledger_adjustments WHERE subject = ? ORDER BY at_us, id");
+    auto s = prep(
+        "SELECT id, subject, field, stored_microdollars, recomputed_microdollars, at_us, reason "
+        "FROM ledger_adjustments WHERE subject = ? ORDER BY at_us, id");
     if (!s.ok()) return s.status();
     s->text(1, subject);
-    std::vector<AdjustmentRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(AdjustmentRow{s->col_text(0), s->col_text(1), s->col_text(2), s->col_money(3), s->col_money(4),
-                                  s->col_ts(5), s->col_text(6)});
-    }
-    return out;
+    return collect<AdjustmentRow>(*s, [](Stmt& st) {
+      return AdjustmentRow{st.col_text(0),  st.col_text(1), st.col_text(2), st.col_money(3),
+                           st.col_money(4), st.col_ts(5),   st.col_text(6)};
+    });
   }
   Result<std::vector<std::string>> list_owners_with_due_grants(Timestamp now, int64_t limit) override {
-    auto s = prep("SELECT owner FROM grants WHERE activated = 0 AND effective_at_us <= ?1 "
-                  "UNION SELECT owner FROM grants WHERE expires_at_us IS NOT NULL AND expiry_recorded_at_us IS NULL "
-                  "AND expires_at_us <= ?1 LIMIT ?2");
+    auto s = prep(
+        "SELECT owner FROM grants WHERE activated = 0 AND effective_at_us <= ?1 "
+        "UNION SELECT owner FROM grants WHERE expires_at_us IS NOT NULL AND expiry_recorded_at_us IS NULL "
+        "AND expires_at_us <= ?1 LIMIT ?2");
     if (!s.ok()) return s.status();
     s->i64(1, now.micros).i64(2, limit);
     std::vector<std::string> out;
@@ -359,21 +396,20 @@ class SqliteTransaction final : public Transaction {
   Status insert_external_usage(const ExternalUsageRow& u) override {
     auto s = prep("INSERT INTO external_usage (" TG_USAGE_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, u.id).text(2, u.owner).i64(3, u.amount.value()).i64(4, u.at.micros)
-        .text(5, u.idempotency_key).text(6, u.request_fingerprint).i64(7, u.created_at.micros).exec();
+    return s->text(1, u.id)
+        .text(2, u.owner)
+        .i64(3, u.amount.value())
+        .i64(4, u.at.micros)
+        .text(5, u.idempotency_key)
+        .text(6, u.request_fingerprint)
+        .i64(7, u.created_at.micros)
+        .exec();
   }
   Result<std::vector<ExternalUsageRow>> list_external_usage_for_owner(const std::string& owner) override {
     auto s = prep("SELECT " TG_USAGE_COLS " FROM external_usage WHERE owner = ? ORDER BY at_us, id");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    std::vector<ExternalUsageRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(usage_from(*s));
-    }
-    return out;
+    return collect<ExternalUsageRow>(*s, [](Stmt& st) { return usage_from(st); });
   }
 #undef TG_USAGE_COLS
 
@@ -386,16 +422,21 @@ class SqliteTransaction final : public Transaction {
     auto r = s->step();
     if (!r.ok()) return r.status();
     if (!*r) return std::optional<AllowanceRow>();
-    return std::optional<AllowanceRow>(AllowanceRow{s->col_text(0), s->col_text(1), s->col_money(2),
-                                                    s->col_money(3), s->col_money(4), s->col_ts(5)});
+    return std::optional<AllowanceRow>(
+        AllowanceRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_money(3), s->col_money(4), s->col_ts(5)});
   }
   Status insert_allowance(const AllowanceRow& a) override {
     auto s = prep(
         "INSERT INTO allowance_locks (user_id, month, allowance_microdollars, free_used_microdollars, "
         "free_held_microdollars, locked_at_us) VALUES (?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, a.user_id).text(2, a.month).i64(3, a.allowance.value()).i64(4, a.free_used.value())
-        .i64(5, a.free_held.value()).i64(6, a.locked_at.micros).exec();
+    return s->text(1, a.user_id)
+        .text(2, a.month)
+        .i64(3, a.allowance.value())
+        .i64(4, a.free_used.value())
+        .i64(5, a.free_held.value())
+        .i64(6, a.locked_at.micros)
+        .exec();
   }
   Status update_allowance(const AllowanceRow& a) override {
     auto s = prep(
@@ -415,8 +456,14 @@ class SqliteTransaction final : public Transaction {
         "total_free_microdollars = total_free_microdollars + excluded.total_free_microdollars, "
         "total_charged_microdollars = total_charged_microdollars + excluded.total_charged_microdollars");
     if (!s.ok()) return s.status();
-    return s->text(1, d.user_id).text(2, d.context).text(3, d.month).i64(4, d.request_count)
-        .i64(5, d.total_cost.value()).i64(6, d.total_free.value()).i64(7, d.total_charged.value()).exec();
+    return s->text(1, d.user_id)
+        .text(2, d.context)
+        .text(3, d.month)
+        .i64(4, d.request_count)
+        .i64(5, d.total_cost.value())
+        .i64(6, d.total_free.value())
+        .i64(7, d.total_charged.value())
+        .exec();
   }
   Result<std::vector<CounterRow>> read_counters(Stmt& s) {
     std::vector<CounterRow> out;
@@ -446,19 +493,28 @@ class SqliteTransaction final : public Transaction {
     return read_counters(*s);
   }
 
-#define TG_HOLD_COLS                                                                         \
-  "request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, "         \
+#define TG_HOLD_COLS                                                                 \
+  "request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, " \
   "estimate_microdollars, free_held_microdollars, credit_held_microdollars"
   static HoldRow hold_from(Stmt& s) {
-    return HoldRow{s.col_text(0), s.col_text(1), s.col_text(2),  s.col_text(3),  s.col_text(4), s.col_text(5),
+    return HoldRow{s.col_text(0), s.col_text(1), s.col_text(2),  s.col_text(3),  s.col_text(4),  s.col_text(5),
                    s.col_ts(6),   s.col_ts(7),   s.col_money(8), s.col_money(9), s.col_money(10)};
   }
   Status insert_hold(const HoldRow& h) override {
     auto s = prep("INSERT INTO holds (" TG_HOLD_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, h.request_id).text(2, h.user_id).text(3, h.context).text(4, h.owner).text(5, h.path)
-        .text(6, h.month).i64(7, h.arrived_at.micros).i64(8, h.expires_at.micros).i64(9, h.estimate.value())
-        .i64(10, h.free_held.value()).i64(11, h.credit_held.value()).exec();
+    return s->text(1, h.request_id)
+        .text(2, h.user_id)
+        .text(3, h.context)
+        .text(4, h.owner)
+        .text(5, h.path)
+        .text(6, h.month)
+        .i64(7, h.arrived_at.micros)
+        .i64(8, h.expires_at.micros)
+        .i64(9, h.estimate.value())
+        .i64(10, h.free_held.value())
+        .i64(11, h.credit_held.value())
+        .exec();
   }
   Result<std::optional<HoldRow>> get_hold(const std::string& request_id) override {
     auto s = prep("SELECT " TG_HOLD_COLS " FROM holds WHERE request_id = ?");
@@ -478,24 +534,19 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_HOLD_COLS " FROM holds WHERE arrived_at_us <= ? ORDER BY arrived_at_us LIMIT ?");
     if (!s.ok()) return s.status();
     s->i64(1, t.micros).i64(2, limit);
-    std::vector<HoldRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(hold_from(*s));
-    }
-    return out;
+    return collect<HoldRow>(*s, [](Stmt& st) { return hold_from(st); });
   }
 #undef TG_HOLD_COLS
 
-#define TG_AUDIT_COLS                                                                            \
-  "request_id, user_id, context, owner, path, month, arrived_at_us, settled_at_us, "             \
+#define TG_AUDIT_COLS                                                                \
+  "request_id, user_id, context, owner, path, month, arrived_at_us, settled_at_us, " \
   "upstream_status, cost_microdollars, free_microdollars, charged_microdollars, cost_source"
   static AuditRow audit_from(Stmt& s) {
-    return AuditRow{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4),
-                    s.col_text(5), s.col_ts(6), s.col_ts(7), static_cast<int>(s.col_i64(8)),
-                    s.col_money(9), s.col_money(10), s.col_money(11), s.col_text(12)};
+    return AuditRow{s.col_text(0),  s.col_text(1),   s.col_text(2),
+                    s.col_text(3),  s.col_text(4),   s.col_text(5),
+                    s.col_ts(6),    s.col_ts(7),     static_cast<int>(s.col_i64(8)),
+                    s.col_money(9), s.col_money(10), s.col_money(11),
+                    s.col_text(12)};
   }
   Result<std::vector<std::string>> list_owners() override {
     auto s = prep("SELECT owner FROM accounts ORDER BY owner");
@@ -513,18 +564,12 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_AUDIT_COLS " FROM audit_log WHERE owner = ? ORDER BY arrived_at_us, request_id");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    std::vector<AuditRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(audit_from(*s));
-    }
-    return out;
+    return collect<AuditRow>(*s, [](Stmt& st) { return audit_from(st); });
   }
   Result<std::unique_ptr<Cursor<AuditRow>>> scan_audit_for_owner(const std::string& owner) override {
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT " TG_AUDIT_COLS " FROM audit_log WHERE owner = ? ORDER BY arrived_at_us, request_id",
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT " TG_AUDIT_COLS " FROM audit_log WHERE owner = ? ORDER BY arrived_at_us, request_id",
                            -1, &st, nullptr) != SQLITE_OK) {
       return sqlite_error(db_, "prepare");
     }
@@ -534,7 +579,8 @@ class SqliteTransaction final : public Transaction {
   }
   Result<std::unique_ptr<Cursor<ExternalUsageRow>>> scan_external_usage_for_owner(const std::string& owner) override {
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT id, owner, amount_microdollars, at_us, idempotency_key, request_fingerprint, "
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT id, owner, amount_microdollars, at_us, idempotency_key, request_fingerprint, "
                            "created_at_us FROM external_usage WHERE owner = ? ORDER BY at_us, id",
                            -1, &st, nullptr) != SQLITE_OK) {
       return sqlite_error(db_, "prepare");
@@ -544,18 +590,12 @@ class SqliteTransaction final : public Transaction {
     return std::unique_ptr<Cursor<ExternalUsageRow>>(std::move(c));
   }
   Result<std::vector<HoldRow>> list_holds_for_owner(const std::string& owner) override {
-    auto s = prep("SELECT request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, "
-                  "estimate_microdollars, free_held_microdollars, credit_held_microdollars FROM holds WHERE owner = ?");
+    auto s = prep(
+        "SELECT request_id, user_id, context, owner, path, month, arrived_at_us, expires_at_us, "
+        "estimate_microdollars, free_held_microdollars, credit_held_microdollars FROM holds WHERE owner = ?");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    std::vector<HoldRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(hold_from(*s));
-    }
-    return out;
+    return collect<HoldRow>(*s, [](Stmt& st) { return hold_from(st); });
   }
   Result<std::vector<AllowanceRow>> list_allowances(const std::optional<std::string>& user_id) override {
     auto s = prep(
@@ -563,15 +603,10 @@ class SqliteTransaction final : public Transaction {
         "locked_at_us FROM allowance_locks WHERE (?1 IS NULL OR user_id = ?1) ORDER BY user_id, month");
     if (!s.ok()) return s.status();
     s->opt_text(1, user_id);
-    std::vector<AllowanceRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(AllowanceRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_money(3), s->col_money(4),
-                                 s->col_ts(5)});
-    }
-    return out;
+    return collect<AllowanceRow>(*s, [](Stmt& st) {
+      return AllowanceRow{st.col_text(0),  st.col_text(1),  st.col_money(2),
+                          st.col_money(3), st.col_money(4), st.col_ts(5)};
+    });
   }
   Result<std::vector<CounterRow>> list_counters_for_user(const std::string& user_id) override {
     auto s = prep(
@@ -610,14 +645,25 @@ class SqliteTransaction final : public Transaction {
   Status insert_audit(const AuditRow& a) override {
     auto s = prep("INSERT INTO audit_log (" TG_AUDIT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return s.status();
-    return s->text(1, a.request_id).text(2, a.user_id).text(3, a.context).text(4, a.owner).text(5, a.path)
-        .text(6, a.month).i64(7, a.arrived_at.micros).i64(8, a.settled_at.micros).i64(9, a.upstream_status)
-        .i64(10, a.cost.value()).i64(11, a.free.value()).i64(12, a.charged.value()).text(13, a.cost_source)
+    return s->text(1, a.request_id)
+        .text(2, a.user_id)
+        .text(3, a.context)
+        .text(4, a.owner)
+        .text(5, a.path)
+        .text(6, a.month)
+        .i64(7, a.arrived_at.micros)
+        .i64(8, a.settled_at.micros)
+        .i64(9, a.upstream_status)
+        .i64(10, a.cost.value())
+        .i64(11, a.free.value())
+        .i64(12, a.charged.value())
+        .text(13, a.cost_source)
         .exec();
   }
   Result<std::vector<AuditRow>> list_audit(const AuditFilter& f) override {
     // NULL parameters disable their condition; one statement serves all filters.
-    auto s = prep("SELECT " TG_AUDIT_COLS " FROM audit_log WHERE "
+    auto s = prep("SELECT " TG_AUDIT_COLS
+                  " FROM audit_log WHERE "
                   "(?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR context = ?2) AND "
                   "(?3 IS NULL OR month = ?3) AND "
                   "(?4 IS NULL OR arrived_at_us > ?4 OR (arrived_at_us = ?4 AND request_id > ?5)) "
@@ -626,14 +672,7 @@ class SqliteTransaction final : public Transaction {
     s->opt_text(1, f.user_id).opt_text(2, f.context).opt_text(3, f.month);
     if (f.after) s->i64(4, f.after->first.micros).text(5, f.after->second);
     s->i64(6, f.limit);
-    std::vector<AuditRow> out;
-    while (true) {
-      auto r = s->step();
-      if (!r.ok()) return r.status();
-      if (!*r) break;
-      out.push_back(audit_from(*s));
-    }
-    return out;
+    return collect<AuditRow>(*s, [](Stmt& st) { return audit_from(st); });
   }
 #undef TG_AUDIT_COLS
 
@@ -661,8 +700,7 @@ struct Pending {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(sqlite3* db, int lock_fd, StoreOptions options)
-      : db_(db), lock_fd_(lock_fd), options_(options), tx_(db) {
+  SqliteStore(sqlite3* db, int lock_fd, StoreOptions options) : db_(db), lock_fd_(lock_fd), options_(options), tx_(db) {
     if (!options_.read_only) writer_ = std::thread([this] { writer_loop(); });
   }
   ~SqliteStore() override {
@@ -746,9 +784,9 @@ class SqliteStore final : public Store {
   }
 
   Status migrate() {
-    TG_TRY(tx_.exec_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-        "applied_at_us INTEGER NOT NULL)"));
+    TG_TRY(
+        tx_.exec_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                     "applied_at_us INTEGER NOT NULL)"));
     int current = 0;
     {
       sqlite3_stmt* st = nullptr;
@@ -763,18 +801,19 @@ class SqliteStore final : public Store {
     }
     const int latest = sqlite_schema::kMigrations.back().version;
     if (current > latest) {
-      return Internal(fmt::format("the database schema is at version {}, newer than this tollgate knows ({}); "
-                                  "use a newer tollgate",
-                                  current, latest));
+      return Internal(
+          fmt::format("the database schema is at version {}, newer than this tollgate knows ({}); "
+                      "use a newer tollgate",
+                      current, latest));
     }
     for (const auto& m : sqlite_schema::kMigrations) {
       if (m.version <= current) continue;
       TG_TRY(tx_.exec_sql("BEGIN IMMEDIATE"));
       Status s = tx_.exec_sql(std::string(m.sql).c_str());
       if (s.ok()) {
-        std::string rec = fmt::format(
-            "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES ({}, '{}', {})", m.version,
-            m.name, SystemClock().now().micros);
+        std::string rec =
+            fmt::format("INSERT INTO schema_migrations (version, name, applied_at_us) VALUES ({}, '{}', {})", m.version,
+                        m.name, SystemClock().now().micros);
         s = tx_.exec_sql(rec.c_str());
       }
       if (!s.ok()) {
@@ -894,10 +933,10 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const 
     if (lock_fd < 0) return Unavailable(fmt::format("cannot open lock file {}", lock_path));
     if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
       close(lock_fd);
-      return Unavailable(fmt::format(
-          "database {} is in use by another tollgate process (a running `tollgate serve` is its only "
-          "writer); make changes through its admin API or stop it first",
-          path));
+      return Unavailable(
+          fmt::format("database {} is in use by another tollgate process (a running `tollgate serve` is its only "
+                      "writer); make changes through its admin API or stop it first",
+                      path));
     }
   }
   sqlite3* db = nullptr;
