@@ -221,6 +221,12 @@ asio::awaitable<Response> AdminHandler::route(Request& req) {
     if (Status s = check_id("user", id); !s.ok()) co_return from_status(s);
     auto body = body_object(req);
     if (!body.ok()) co_return from_status(body.status());
+    for (const auto& field : *body) {
+      if (field.key() != "tier" && field.key() != "blocked") {
+        co_return error_json(400, fmt::format("unknown field '{}': a user has 'tier' and 'blocked'",
+                                              std::string_view(field.key()).substr(0, 64)));
+      }
+    }
     std::optional<std::optional<std::string>> tier;
     std::optional<bool> blocked;
     if (auto* t = body->if_contains("tier")) {

@@ -136,10 +136,19 @@ asio::awaitable<Response> ProxyHandler::handle(Request req) {
       }
     }
   }
-  if (auto org = req.header("x-kilocode-organizationid")) {
-    in.org_id = std::string(*org);
-  } else if (auto org2 = req.header("x-organization-id")) {
-    in.org_id = std::string(*org2);
+  // The org context: one value, from either header. Several different values
+  // are ambiguous: refused (after authentication), never guessed.
+  std::optional<std::string> org;
+  bool org_ambiguous = false;
+  for (const auto& h : req.headers) {
+    if (!iequals(h.name, "x-kilocode-organizationid") && !iequals(h.name, "x-organization-id")) continue;
+    if (org && *org != h.value) org_ambiguous = true;
+    org = h.value;
+  }
+  if (org_ambiguous && !prevalidation) {
+    prevalidation = error_json(400, "conflicting organization headers: send one X-KiloCode-OrganizationId");
+  } else if (!org_ambiguous) {
+    in.org_id = org;
   }
   if (prevalidation) in.prevalidation_status = prevalidation->status;
   in.request_id = new_request_id(arrived);

@@ -50,6 +50,30 @@ describe('admin API input hardening', () => {
     assert.equal(account.balance_microdollars, 1000 * max);
   });
 
+  it('refuses unknown fields in a user update', async () => {
+    const res = await h.admin.call('PATCH', '/admin/v1/users/bob', { blockd: true });
+    assert.equal(res.status, 400);
+    assert.match(JSON.parse(res.text).error, /unknown field 'blockd'/);
+    assert.equal((await h.admin.call('PATCH', '/admin/v1/users/bob', { blocked: false })).status, 200);
+  });
+
+  it('refuses conflicting organization headers instead of picking one, and forwards nothing', async () => {
+    const keys = await h.usersWithKeys(['carol']);
+    await h.admin.createOrg('o1');
+    await h.admin.addMember('o1', 'carol');
+    const before = await h.fake.calls();
+    const res = await h.proxy('search', {
+      key: keys.carol, org: 'o1', headers: { 'X-Organization-Id': 'o2' },
+    });
+    assert.equal(res.status, 400);
+    assert.match(res.json.error, /conflicting organization headers/);
+    assert.equal(await h.fake.calls(), before);
+    // The same org in both headers is not a conflict.
+    const same = await h.proxy('search', { key: keys.carol, org: 'o1', headers: { 'X-Organization-Id': 'o1' } });
+    assert.equal(same.status, 200);
+    assert.equal(same.headers['x-tollgate-charged-microdollars'], '0');
+  });
+
   it('answers 405 to a write on /metrics', async () => {
     assert.equal((await h.admin.call('POST', '/metrics', {})).status, 405);
     assert.equal((await h.admin.call('GET', '/metrics')).status, 200);
