@@ -63,6 +63,7 @@
 #include "ledger/recompute.h"
 #include "storage/postgres/pg_store.h"
 #include "storage/store.h"
+#include "test_database.h"
 
 namespace tollgate {
 namespace {
@@ -81,35 +82,17 @@ std::vector<std::string> property_backends() { return {"sqlite", "postgres"}; }
 // A fresh, migrated store for one generated case; removed afterwards.
 class CaseDatabase {
  public:
-  explicit CaseDatabase(const std::string& backend) {
-    if (backend == "sqlite") {
-      dir_ = std::filesystem::temp_directory_path() / ("tollgate-prop-" + random_hex(6));
-      std::filesystem::create_directories(dir_);
-      url_ = "sqlite:" + (dir_ / "t.db").string();
-    } else if (backend == "postgres") {
-      pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
-      pg_db_ = "tollgate_prop_" + random_hex(6);
-      status_ = storage::pg_admin::create_database(pg_server_, pg_db_);
-      url_ = storage::pg_admin::with_database(pg_server_, pg_db_);
-    } else {
-      status_ = InvalidArgument("unknown backend " + backend);
-    }
+  explicit CaseDatabase(const std::string& backend) : db_(backend, "prop") {
+    status_ = db_.status();
     if (!status_.ok()) return;
-    auto s = storage::open_store(url_, storage::StoreOptions{});
+    auto s = storage::open_store(db_.url(), storage::StoreOptions{});
     if (!s.ok()) {
       status_ = s.status();
       return;
     }
     store_ = std::move(s.value());
   }
-  ~CaseDatabase() {
-    store_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-    if (!pg_db_.empty()) (void)storage::pg_admin::drop_database(pg_server_, pg_db_);
-  }
+  ~CaseDatabase() { store_.reset(); }  // before the database goes
   CaseDatabase(const CaseDatabase&) = delete;
   CaseDatabase& operator=(const CaseDatabase&) = delete;
 
@@ -117,9 +100,8 @@ class CaseDatabase {
   storage::Store& store() { return *store_; }
 
  private:
+  testing::TestDatabase db_;
   Status status_;
-  std::filesystem::path dir_;
-  std::string pg_server_, pg_db_, url_;
   std::unique_ptr<storage::Store> store_;
 };
 

@@ -17,6 +17,7 @@
 #include "ledger/recompute.h"
 #include "storage/postgres/pg_store.h"
 #include "storage/store.h"
+#include "test_database.h"
 
 namespace tollgate {
 namespace {
@@ -28,31 +29,17 @@ Timestamp at(const char* text) { return parse_rfc3339(text).value(); }
 class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("tollgate-ledger-" + random_hex(6));
-    std::filesystem::create_directories(dir_);
     config_.allowance_default_microdollars = 10'000'000;
     config_.allowance_tiers_microdollars["small"] = 5'000'000;
     config_.hold_timeout_ms = 120'000;
-    if (GetParam() == "postgres") {
-      // A database of its own per test, on the server the test run started.
-      if (!std::getenv("TOLLGATE_TEST_PG_URL")) {
-        GTEST_SKIP() << "needs PostgreSQL: set TOLLGATE_TEST_PG_URL to a server URL (scripts/test.sh starts one)";
-      }
-      pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
-      pg_db_ = "tollgate_test_" + random_hex(6);
-      Status s = storage::pg_admin::create_database(pg_server_, pg_db_);
-      ASSERT_TRUE(s.ok()) << s.message();
-    }
+    if (auto why = testing::TestDatabase::unavailable(GetParam())) GTEST_SKIP() << *why;
+    db_ = std::make_unique<testing::TestDatabase>(GetParam(), "ledger");
+    ASSERT_TRUE(db_->status().ok()) << db_->status().message();
     reopen();
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
-    if (!pg_db_.empty()) {
-      Status s = storage::pg_admin::drop_database(pg_server_, pg_db_);
-      EXPECT_TRUE(s.ok()) << s.message();
-    }
+    db_.reset();
   }
   void reopen() {
     store_.reset();
@@ -60,10 +47,7 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(s.value());
   }
-  std::string url() const {
-    if (GetParam() == "sqlite") return "sqlite:" + (dir_ / "t.db").string();
-    return storage::pg_admin::with_database(pg_server_, pg_db_);
-  }
+  std::string url() const { return db_->url(); }
 
   void run_ok(storage::Operation op) {
     Status s = store_->run(std::move(op));
@@ -136,8 +120,7 @@ class LedgerStoreTest : public ::testing::TestWithParam<std::string> {
     return v;
   }
 
-  std::filesystem::path dir_;
-  std::string pg_server_, pg_db_;
+  std::unique_ptr<testing::TestDatabase> db_;
   Config config_;
   std::unique_ptr<storage::Store> store_;
 };

@@ -31,6 +31,7 @@
 #include "ledger/recompute.h"
 #include "storage/postgres/pg_store.h"
 #include "storage/store.h"
+#include "test_database.h"
 
 #ifndef TOLLGATE_SCENARIO_DIR
 #error "TOLLGATE_SCENARIO_DIR must point at tests/scenarios"
@@ -106,32 +107,18 @@ std::string param_name(const ::testing::TestParamInfo<Param>& info) {
 class ScenarioTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("tollgate-scn-" + random_hex(6));
-    std::filesystem::create_directories(dir_);
-    if (GetParam().backend == "postgres") {
-      if (!std::getenv("TOLLGATE_TEST_PG_URL")) {
-        GTEST_SKIP() << "needs PostgreSQL: set TOLLGATE_TEST_PG_URL to a server URL (scripts/test.sh starts one)";
-      }
-      pg_server_ = std::getenv("TOLLGATE_TEST_PG_URL");
-      pg_db_ = "tollgate_scn_" + random_hex(6);
-      Status s = storage::pg_admin::create_database(pg_server_, pg_db_);
-      ASSERT_TRUE(s.ok()) << s.message();
-    }
+    if (auto why = testing::TestDatabase::unavailable(GetParam().backend)) GTEST_SKIP() << *why;
+    db_ = std::make_unique<testing::TestDatabase>(GetParam().backend, "scn");
+    ASSERT_TRUE(db_->status().ok()) << db_->status().message();
     open();
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
-    if (!pg_db_.empty()) {
-      Status s = storage::pg_admin::drop_database(pg_server_, pg_db_);
-      EXPECT_TRUE(s.ok()) << s.message();
-    }
+    db_.reset();
   }
   void open() {
     store_.reset();
-    const std::string url = GetParam().backend == "postgres" ? storage::pg_admin::with_database(pg_server_, pg_db_)
-                                                             : "sqlite:" + (dir_ / "t.db").string();
-    auto s = storage::open_store(url, storage::StoreOptions{});
+    auto s = storage::open_store(db_->url(), storage::StoreOptions{});
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(s.value());
   }
@@ -150,8 +137,7 @@ class ScenarioTest : public ::testing::TestWithParam<Param> {
     EXPECT_TRUE(report.drift.empty()) << "line " << s.line << ": drift " << ledger::recompute_report_json(report);
   }
 
-  std::filesystem::path dir_;
-  std::string pg_server_, pg_db_;
+  std::unique_ptr<testing::TestDatabase> db_;
   Config config_;
   std::unique_ptr<storage::Store> store_;
   Timestamp now_;
