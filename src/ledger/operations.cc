@@ -1,7 +1,8 @@
 #include "ledger/operations.h"
 
-#include <cassert>
 #include <fmt/format.h>
+
+#include <cassert>
 
 #include "common/ids.h"
 #include "ledger/ledger.h"
@@ -48,6 +49,19 @@ Status apply_due(Transaction& tx, storage::AccountRow& acc, std::vector<storage:
     TG_TRY(tx.update_account(acc));
   }
   return Status::Ok();
+}
+
+// The owner's balance at `now`, with grant events due by then applied first
+// (a rebuild or a replayed settlement may leave some due).
+Result<Microdollars> current_balance(Transaction& tx, const std::string& owner, Timestamp now) {
+  TG_ASSIGN(auto acc, tx.get_account(owner));
+  TG_ASSIGN(auto grants, tx.list_grants(owner));
+  Microdollars debt;
+  if (acc) {
+    TG_TRY(apply_due(tx, *acc, grants, now));
+    debt = acc->debt;
+  }
+  return balance_at(grants, debt, now);
 }
 
 // An admin entry dated before the owner's latest applied event: rebuild the
@@ -110,9 +124,8 @@ storage::Operation admit(const Config& config, const AdmitInput& in, AdmitOutcom
     TG_ASSIGN(auto lock, tx.get_allowance(user_id, month));
     const bool new_lock = !lock.has_value();
     storage::AllowanceRow allowance =
-        lock ? *lock
-             : storage::AllowanceRow{user_id, month, config.allowance_for_tier(user->tier), kZero, kZero,
-                                     in.arrived_at};
+        lock ? *lock : storage::AllowanceRow{user_id, month, config.allowance_for_tier(user->tier),
+                                             kZero,   kZero, in.arrived_at};
     TG_ASSIGN(auto acc, account_or_create(tx, out.owner, in.arrived_at));
     TG_ASSIGN(auto grants, tx.list_grants(out.owner));
     TG_TRY(apply_due(tx, acc, grants, in.arrived_at));
@@ -139,17 +152,10 @@ storage::Operation admit(const Config& config, const AdmitInput& in, AdmitOutcom
       TG_TRY(tx.update_allowance(allowance));
     }
     if (split.credit > kZero) TG_TRY(tx.update_account(acc));
-    out.hold = storage::HoldRow{in.request_id,
-                                user_id,
-                                out.context,
-                                out.owner,
-                                in.path,
-                                month,
-                                in.arrived_at,
-                                Timestamp{in.arrived_at.micros + config.hold_timeout_ms * 1000},
-                                in.estimate,
-                                split.free,
-                                split.credit};
+    out.hold = storage::HoldRow{
+        in.request_id, user_id,    out.context,   out.owner,
+        in.path,       month,      in.arrived_at, Timestamp{in.arrived_at.micros + config.hold_timeout_ms * 1000},
+        in.estimate,   split.free, split.credit};
     TG_TRY(tx.insert_hold(out.hold));
     assert(allowance.free_used + allowance.free_held <= allowance.allowance);
     out.result = AdmitResult::kAdmitted;
@@ -203,11 +209,11 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
     for (size_t i : touched) TG_TRY(tx.update_grant(grants[i]));
     TG_TRY(tx.update_account(acc));
 
-    TG_TRY(tx.add_to_counter(storage::CounterRow{h.user_id, h.context, h.month, 1, in.cost, split.free,
-                                                 split.charged}));
-    out.row = storage::AuditRow{h.request_id, h.user_id,     h.context,        h.owner,       h.path,
-                                h.month,      h.arrived_at,  in.settled_at,    in.upstream_status,
-                                in.cost,      split.free,    split.charged,    in.cost_source};
+    TG_TRY(
+        tx.add_to_counter(storage::CounterRow{h.user_id, h.context, h.month, 1, in.cost, split.free, split.charged}));
+    out.row = storage::AuditRow{h.request_id,  h.user_id,     h.context,          h.owner, h.path,     h.month,
+                                h.arrived_at,  in.settled_at, in.upstream_status, in.cost, split.free, split.charged,
+                                in.cost_source};
     TG_TRY(tx.insert_audit(out.row));
     TG_TRY(tx.delete_hold(h.request_id));
     if (rebuild) {
@@ -219,14 +225,7 @@ Status settle_in(Transaction& tx, const SettleInput& in, SettleOutcome& out) {
   // Receipt figures, after this settlement.
   TG_ASSIGN(auto lock, tx.get_allowance(out.row.user_id, out.row.month));
   out.allowance_remaining = lock ? max(kZero, lock->allowance - lock->free_used) : kZero;
-  TG_ASSIGN(auto acc, tx.get_account(out.row.owner));
-  TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
-  Microdollars debt;
-  if (acc) {
-    TG_TRY(apply_due(tx, *acc, grants, in.settled_at));  // a replay may find grant events due since
-    debt = acc->debt;
-  }
-  out.balance = balance_at(grants, debt, in.settled_at);
+  TG_ASSIGN(out.balance, current_balance(tx, out.row.owner, in.settled_at));
   return Status::Ok();
 }
 
@@ -269,8 +268,7 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
     TG_ASSIGN(auto existing, tx.get_grant_by_idempotency_key(in.idempotency_key));
     if (existing) {
       if (existing->request_fingerprint != in.request_fingerprint) {
-        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body",
-                                    in.idempotency_key));
+        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body", in.idempotency_key));
       }
       out.replayed = true;
       out.grant = *existing;
@@ -283,8 +281,8 @@ storage::Operation create_grant(const GrantInput& in, GrantOutcome& out) {
       Microdollars total(in.amount_microdollars);
       for (const auto& eg : existing_grants) total += eg.remaining;
       if (total > kMaxOwnerTotal) {
-        return InvalidArgument(fmt::format("this grant would take the remaining credit of '{}' over {} µ$",
-                                           in.owner, kMaxOwnerTotal.value()));
+        return InvalidArgument(fmt::format("this grant would take the remaining credit of '{}' over {} µ$", in.owner,
+                                           kMaxOwnerTotal.value()));
       }
     }
     storage::GrantRow g;
@@ -321,19 +319,19 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
     TG_ASSIGN(auto acc, tx.get_account(existing ? existing->owner : in.owner));
     if (existing) {
       if (existing->request_fingerprint != in.request_fingerprint) {
-        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body",
-                                    in.idempotency_key));
+        return Conflict(fmt::format("idempotency_key '{}' was already used with a different body", in.idempotency_key));
       }
       out.replayed = true;
       out.row = *existing;
     } else {
       if (!acc) return NotFound(fmt::format("unknown owner '{}'", in.owner));
       if (acc->debt + Microdollars(in.amount_microdollars) > kMaxOwnerTotal) {
-        return InvalidArgument(fmt::format("this usage would take the debt of '{}' over {} µ$", in.owner,
-                                           kMaxOwnerTotal.value()));
+        return InvalidArgument(
+            fmt::format("this usage would take the debt of '{}' over {} µ$", in.owner, kMaxOwnerTotal.value()));
       }
-      out.row = storage::ExternalUsageRow{"usage_" + random_hex(8), in.owner, Microdollars(in.amount_microdollars),
-                                          in.at, in.idempotency_key, in.request_fingerprint, in.now};
+      out.row = storage::ExternalUsageRow{
+          "usage_" + random_hex(8), in.owner, Microdollars(in.amount_microdollars), in.at, in.idempotency_key,
+          in.request_fingerprint,   in.now};
       TG_TRY(tx.insert_external_usage(out.row));
       if (in.at < acc->latest_event_at) {
         TG_TRY(rebuild_owner(tx, in.owner, in.now));  // backdated
@@ -352,14 +350,7 @@ storage::Operation record_external_usage(const ExternalUsageInput& in, ExternalU
         TG_TRY(apply_due(tx, *acc, grants, in.now));
       }
     }
-    TG_ASSIGN(auto grants, tx.list_grants(out.row.owner));
-    TG_ASSIGN(auto after, tx.get_account(out.row.owner));
-    Microdollars debt;
-    if (after) {
-      TG_TRY(apply_due(tx, *after, grants, in.now));  // a replay may find grant events due since
-      debt = after->debt;
-    }
-    out.balance = balance_at(grants, debt, in.now);
+    TG_ASSIGN(out.balance, current_balance(tx, out.row.owner, in.now));
     return Status::Ok();
   };
 }

@@ -124,6 +124,15 @@ Result<std::vector<Row>> collect(Stmt& s, F row_of) {
   return out;
 }
 
+// The first row a statement yields, if any.
+template <typename Row, typename F>
+Result<std::optional<Row>> first(Stmt& s, F row_of) {
+  auto r = s.step();
+  if (!r.ok()) return r.status();
+  if (!*r) return std::optional<Row>();
+  return std::optional<Row>(row_of(s));
+}
+
 class SqliteTransaction final : public Transaction {
  public:
   explicit SqliteTransaction(sqlite3* db) : db_(db) {}
@@ -174,10 +183,7 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT id, name, created_at_us FROM organizations WHERE id = ?");
     if (!s.ok()) return s.status();
     s->text(1, id);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<OrgRow>();
-    return std::optional<OrgRow>(OrgRow{s->col_text(0), s->col_text(1), s->col_ts(2)});
+    return first<OrgRow>(*s, [](Stmt& st) { return OrgRow{st.col_text(0), st.col_text(1), st.col_ts(2)}; });
   }
   Status insert_org(const OrgRow& o) override {
     auto s = prep("INSERT INTO organizations (id, name, created_at_us) VALUES (?, ?, ?)");
@@ -205,11 +211,9 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT id, user_id, secret_sha256, created_at_us, revoked_at_us FROM api_keys WHERE id = ?");
     if (!s.ok()) return s.status();
     s->text(1, id);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<ApiKeyRow>();
-    return std::optional<ApiKeyRow>(
-        ApiKeyRow{s->col_text(0), s->col_text(1), s->col_text(2), s->col_ts(3), s->col_opt_ts(4)});
+    return first<ApiKeyRow>(*s, [](Stmt& st) {
+      return ApiKeyRow{st.col_text(0), st.col_text(1), st.col_text(2), st.col_ts(3), st.col_opt_ts(4)};
+    });
   }
   Status insert_api_key(const ApiKeyRow& k) override {
     auto s =
@@ -234,11 +238,9 @@ class SqliteTransaction final : public Transaction {
         "FROM accounts WHERE owner = ?");
     if (!s.ok()) return s.status();
     s->text(1, owner);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<AccountRow>();
-    return std::optional<AccountRow>(
-        AccountRow{s->col_text(0), s->col_money(1), s->col_money(2), s->col_ts(3), s->col_ts(4)});
+    return first<AccountRow>(*s, [](Stmt& st) {
+      return AccountRow{st.col_text(0), st.col_money(1), st.col_money(2), st.col_ts(3), st.col_ts(4)};
+    });
   }
   Status insert_account(const AccountRow& a) override {
     auto s = prep(
@@ -279,10 +281,7 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_GRANT_COLS " FROM grants WHERE idempotency_key = ?");
     if (!s.ok()) return s.status();
     s->text(1, key);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<GrantRow>();
-    return std::optional<GrantRow>(grant_from(*s));
+    return first<GrantRow>(*s, [](Stmt& st) { return grant_from(st); });
   }
   Status insert_grant(const GrantRow& g) override {
     auto s = prep("INSERT INTO grants (" TG_GRANT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -388,10 +387,7 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_USAGE_COLS " FROM external_usage WHERE idempotency_key = ?");
     if (!s.ok()) return s.status();
     s->text(1, key);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<ExternalUsageRow>();
-    return std::optional<ExternalUsageRow>(usage_from(*s));
+    return first<ExternalUsageRow>(*s, [](Stmt& st) { return usage_from(st); });
   }
   Status insert_external_usage(const ExternalUsageRow& u) override {
     auto s = prep("INSERT INTO external_usage (" TG_USAGE_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -419,11 +415,10 @@ class SqliteTransaction final : public Transaction {
         "locked_at_us FROM allowance_locks WHERE user_id = ? AND month = ?");
     if (!s.ok()) return s.status();
     s->text(1, user_id).text(2, month);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<AllowanceRow>();
-    return std::optional<AllowanceRow>(
-        AllowanceRow{s->col_text(0), s->col_text(1), s->col_money(2), s->col_money(3), s->col_money(4), s->col_ts(5)});
+    return first<AllowanceRow>(*s, [](Stmt& st) {
+      return AllowanceRow{st.col_text(0),  st.col_text(1),  st.col_money(2),
+                          st.col_money(3), st.col_money(4), st.col_ts(5)};
+    });
   }
   Status insert_allowance(const AllowanceRow& a) override {
     auto s = prep(
@@ -520,10 +515,7 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_HOLD_COLS " FROM holds WHERE request_id = ?");
     if (!s.ok()) return s.status();
     s->text(1, request_id);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<HoldRow>();
-    return std::optional<HoldRow>(hold_from(*s));
+    return first<HoldRow>(*s, [](Stmt& st) { return hold_from(st); });
   }
   Status delete_hold(const std::string& request_id) override {
     auto s = prep("DELETE FROM holds WHERE request_id = ?");
@@ -637,10 +629,7 @@ class SqliteTransaction final : public Transaction {
     auto s = prep("SELECT " TG_AUDIT_COLS " FROM audit_log WHERE request_id = ?");
     if (!s.ok()) return s.status();
     s->text(1, request_id);
-    auto r = s->step();
-    if (!r.ok()) return r.status();
-    if (!*r) return std::optional<AuditRow>();
-    return std::optional<AuditRow>(audit_from(*s));
+    return first<AuditRow>(*s, [](Stmt& st) { return audit_from(st); });
   }
   Status insert_audit(const AuditRow& a) override {
     auto s = prep("INSERT INTO audit_log (" TG_AUDIT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
